@@ -1,0 +1,187 @@
+"""Case files: the schema (format version 1), loading, and one clear message per bad input.
+
+A case file is untrusted: it is parsed with a safe YAML loader, validated against
+the pydantic model below, and its formulas are parsed into allowlisted trees.
+Nothing in it is evaluated as Python, imported or used as a path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
+from typing_extensions import Annotated
+
+from oracle import formula, yamlio
+from oracle.formula import FormulaError
+from oracle.inputs import GENERATORS, InputError, exact_value
+
+FRAMEWORKS = ("tf", "torch", "jax")
+DTYPES = ("float32", "float64", "float16")
+DEFAULT_MAX_ELEMENTS = 1_000_000
+
+_NUMBER = {"anyOf": [{"type": "number"}, {"type": "string", "description": 'inf, -inf, nan, a hex float such as "0x1p-126", or a decimal'}]}
+_INPUT_SCHEMA = {
+    "description": "A number, a nested list of numbers, or a generator",
+    "anyOf": [
+        _NUMBER,
+        {"type": "array", "items": {"anyOf": [_NUMBER, {"type": "array"}]}},
+        *({"type": "object", "required": [g], "additionalProperties": False, "properties": {g: {}}} for g in GENERATORS),
+    ],
+}
+InputSpec = Annotated[Any, WithJsonSchema(_INPUT_SCHEMA)]
+
+
+class CaseSpec(BaseModel):
+    """Case format version 1, field by field (the contract: extend it, never break it)."""
+
+    model_config = ConfigDict(extra="forbid", title="oracle case")
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]*$", description="unique in a corpus")
+    title: str
+    kind: Literal["logprob", "loss", "kl"]
+    description: str | None = None
+    source: str | None = Field(None, description="where the case comes from (article, issue URL)")
+    tags: list[str] = []
+    inputs: dict[str, InputSpec] = Field(min_length=1, description="name -> value")
+    wrt: list[str] | None = Field(None, description="inputs to differentiate with respect to; default all")
+    formula: str = Field(description="evaluated by every framework with its own ops")
+    reference: str | None = Field(None, description="mathematical definition for the reference; default: formula")
+    frameworks: list[Literal["tf", "torch", "jax"]] = list(FRAMEWORKS)
+    dtypes: list[Literal["float32", "float64", "float16"]] = ["float32"]
+    tolerance_bits: float = Field(5, ge=0, description="within tolerance iff error_bits <= this")
+
+
+class CaseError(ValueError):
+    """One bad input, located: `file:line: field: message`."""
+
+    def __init__(self, file: str, field: str | None, message: str, line: int | None = None):
+        self.file, self.field, self.line, self.message = file, field, line, message
+        where = f"{file}:{line}" if line else file
+        super().__init__(f"{where}: {field}: {message}" if field else f"{where}: {message}")
+
+
+@dataclass
+class Case:
+    spec: CaseSpec
+    file: str
+    formula: formula.Node
+    reference: formula.Node
+    inputs: dict[str, np.ndarray]  # exact values (object arrays)
+    wrt: list[str]
+    digest: str  # content hash of the file
+    lines: dict[str, int] = field(default_factory=dict)  # top-level field -> line
+
+    @property
+    def id(self) -> str:
+        return self.spec.id
+
+
+def load(path: str | Path, max_elements: int = DEFAULT_MAX_ELEMENTS) -> Case:
+    """Load and validate one case file; raise CaseError on any bad input."""
+    file = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise CaseError(file, None, f"cannot read: {e}") from None
+    try:
+        data = yamlio.load(text)
+    except yamlio.YamlError as e:
+        raise CaseError(file, None, str(e), e.line) from None
+    if not isinstance(data, dict):
+        raise CaseError(file, None, "a case file is a YAML mapping (id, title, kind, inputs, formula, ...)", 1)
+    try:
+        spec = CaseSpec.model_validate(data)
+    except ValidationError as e:
+        raise _first_error(file, data, e) from None
+
+    def fail(path: tuple, message: str):
+        return CaseError(file, ".".join(map(str, path)), message, yamlio.line_of(data, path))
+
+    inputs = {}
+    for name, value in spec.inputs.items():
+        if not name.isidentifier() or name in formula.FUNCTIONS or name in formula.CONSTANTS:
+            raise fail(("inputs", name), f"input name '{name}' must be an identifier that is not a function or constant name")
+        try:
+            inputs[name] = exact_value(value, max_elements)
+        except InputError as e:
+            raise fail(("inputs", name, *e.path), str(e)) from None
+    wrt = spec.wrt if spec.wrt is not None else list(spec.inputs)
+    for k, name in enumerate(wrt):
+        if name not in spec.inputs:
+            raise fail(("wrt", k), f"'{name}' names no input (inputs: {', '.join(spec.inputs)})")
+    trees = {}
+    for key in ("formula", "reference"):
+        source = getattr(spec, key)
+        if source is None:
+            continue
+        try:
+            trees[key] = formula.parse(source, set(spec.inputs))
+        except FormulaError as e:
+            col = f" (column {e.col + 1})" if e.col is not None else ""
+            raise fail((key,), f"{e}{col}") from None
+    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    return Case(spec, file, trees["formula"], trees.get("reference", trees["formula"]), inputs, wrt, digest,
+                dict(data.lines))
+
+
+def line_in(case: Case, key: str) -> int | None:
+    """The line of a top-level field; a defaulted `reference` points at `formula`."""
+    return case.lines.get(key) or case.lines.get("formula")
+
+
+def _first_error(file: str, data: dict, error: ValidationError) -> CaseError:
+    err = error.errors()[0]
+    loc = tuple(err["loc"])
+    if err["type"] == "extra_forbidden":
+        known = ", ".join(CaseSpec.model_fields)
+        message = f"unknown field '{loc[-1]}' (known fields: {known})"
+    elif err["type"] == "missing":
+        message = "required field is missing"
+    else:
+        message = err["msg"]
+        if "input" in err and err["type"] not in ("dict_type", "list_type"):
+            message += f" (got {err['input']!r})"
+    line = yamlio.line_of(data, loc) or (1 if err["type"] == "missing" else None)
+    return CaseError(file, ".".join(map(str, loc)), message, line)
+
+
+def discover(paths: list[str | Path]) -> list[Path]:
+    """Case files named by `paths`: files as given, folders searched recursively for *.yaml/*.yml."""
+    found: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found.extend(sorted(q for q in p.rglob("*") if q.suffix in (".yaml", ".yml") and q.is_file()))
+        else:
+            found.append(p)
+    return found
+
+
+def load_all(paths: list[str | Path], max_elements: int = DEFAULT_MAX_ELEMENTS) -> tuple[list[Case], list[CaseError]]:
+    """Load every case under `paths`; bad files become CaseErrors and the rest still load."""
+    cases: list[Case] = []
+    errors: list[CaseError] = []
+    first_seen: dict[str, str] = {}
+    for path in discover(paths):
+        try:
+            case = load(path, max_elements)
+        except CaseError as e:
+            errors.append(e)
+            continue
+        if case.id in first_seen:
+            errors.append(CaseError(case.file, "id", f"duplicate id '{case.id}' (first defined in {first_seen[case.id]})",
+                                    case.lines.get("id")))
+            continue
+        first_seen[case.id] = case.file
+        cases.append(case)
+    return cases, errors
+
+
+def json_schema() -> dict:
+    schema = CaseSpec.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    return schema

@@ -1,0 +1,94 @@
+"""Compare a framework's outputs with the certified reference, one row per output tensor.
+
+Each component gets a verdict; a tensor's row describes its worst component:
+the first verdict present in SEVERITY, and among those the largest ULP error.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+import mpmath
+import numpy as np
+
+from oracle.floats import Format, error_bits, ulps
+from oracle.frameworks import Evaluation
+from oracle.reference import OutputReference, Reference
+
+SEVERITY = ("error", "discrepancy", "uncertain", "domain", "ok")
+
+
+def _component_verdicts(ref: OutputReference, reference: Reference, distance: np.ndarray,
+                        tolerance_bits: float) -> np.ndarray:
+    verdicts = np.full(ref.rounded.shape, "ok", dtype=object)
+    verdicts[np.vectorize(error_bits, otypes=[float])(distance) > tolerance_bits] = "discrepancy"
+    non_finite = np.vectorize(lambda v: not mpmath.isfinite(v), otypes=[bool])(ref.exact)
+    if reference.domain:
+        verdicts[non_finite] = "domain"
+    verdicts[~ref.certified] = "uncertain"
+    if ref.numeric_agrees is not None:
+        verdicts[~ref.numeric_agrees] = "uncertain"
+    return verdicts
+
+
+def _explain(verdict: str, index: tuple, got, ref: OutputReference, reference: Reference, bits: float, f: Format) -> str:
+    if verdict == "uncertain":
+        if ref.numeric_agrees is not None and not ref.numeric_agrees[index]:
+            return (f"AD reference {mpmath.nstr(ref.exact[index], 8)} and numerical derivative "
+                    f"{mpmath.nstr(ref.numeric[index], 8)} disagree (non-differentiable point or a where-gradient trap)")
+        return f"reference not certified: successive precisions up to {reference.cap} bits rounded to different {f.name} values"
+    if verdict == "domain":
+        return f"the reference is {'undefined' if mpmath.isnan(ref.exact[index]) else 'infinite'} here: {reference.domain[0]}"
+    if verdict == "discrepancy":
+        return f"{bits:.1f} bits wrong: got {got}, correctly rounded {ref.rounded[index]}"
+    return ""
+
+
+def _digits(x) -> str:
+    return mpmath.nstr(x, 20, min_fixed=-math.inf, max_fixed=math.inf) if mpmath.isfinite(x) else str(float(x))
+
+
+def _failed(base: dict, explanation: str) -> dict:
+    return {**base, "worst_index": None, "got": None, "reference": None, "reference_digits": None, "ulps": None,
+            "error_bits": None, "within_tolerance": False, "verdict": "error", "explanation": explanation,
+            "precision_bits": None, "verdict_counts": {"error": 1}}
+
+
+def rows(evaluation: Evaluation, reference: Reference, f: Format, tolerance_bits: float) -> list[dict]:
+    """One result row per output tensor of `evaluation` against `reference`."""
+    out = []
+    for ref in reference.outputs:
+        base = {"framework": evaluation.framework, "impl": "formula", "dtype": f.name, "output": ref.name,
+                "shape": list(ref.rounded.shape)}
+        if evaluation.error is not None:
+            out.append(_failed(base, evaluation.error))
+            continue
+        got = evaluation.value if ref.name == "value" else evaluation.grads[ref.name.removeprefix("grad.")]
+        got = np.asarray(got, dtype=f.numpy)
+        if got.shape != ref.rounded.shape:
+            out.append(_failed(base, f"output shape {list(got.shape)} differs from the reference's {list(ref.rounded.shape)}"))
+            continue
+        if got.size == 0:
+            out.append({**_failed(base, ""), "verdict": "ok", "within_tolerance": True, "verdict_counts": {}})
+            continue
+        distance = ulps(got, ref.rounded, f)
+        verdicts = _component_verdicts(ref, reference, distance, tolerance_bits)
+        verdict = next(v for v in SEVERITY if (verdicts == v).any())
+        index = max((tuple(int(i) for i in k) for k in np.argwhere(verdicts == verdict)), key=lambda k: distance[k])
+        bits = error_bits(int(distance[index]))
+        out.append({
+            **base,
+            "worst_index": list(index),
+            "got": str(got[index]),  # shortest string that round-trips in the dtype
+            "reference": str(ref.rounded[index]),
+            "reference_digits": _digits(ref.exact[index]),
+            "ulps": int(distance[index]),
+            "error_bits": repr(round(bits, 4)),
+            "within_tolerance": bool(bits <= tolerance_bits),
+            "verdict": verdict,
+            "explanation": _explain(verdict, index, got[index], ref, reference, bits, f),
+            "precision_bits": int(ref.precision.max()),
+            "verdict_counts": dict(Counter(verdicts.ravel().tolist())),
+        })
+    return out

@@ -1,0 +1,128 @@
+"""Binary floating-point formats, exact rounding into them, and ULP distances.
+
+Everything here works on exact rationals (``Fraction``) or mpmath numbers, never
+through float64 arithmetic: a Python float is used only as an exact container for
+a value already representable in the target format.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+
+import numpy as np
+
+@dataclass(frozen=True)
+class Format:
+    """An IEEE-754 binary format: `precision` significand bits, normal exponents emin..emax."""
+
+    name: str
+    precision: int
+    emin: int
+    emax: int
+    width: int
+
+    @property
+    def numpy(self) -> np.dtype:
+        return np.dtype(self.name)
+
+    @property
+    def max_finite(self) -> Fraction:
+        return Fraction(2**self.precision - 1) * Fraction(2) ** (self.emax - self.precision + 1)
+
+    @property
+    def min_normal(self) -> Fraction:
+        return Fraction(2) ** self.emin
+
+    @property
+    def max_ulps(self) -> int:
+        """The error assigned to NaN-vs-number or finite-vs-infinite: every value of the format."""
+        return 2**self.width
+
+
+FORMATS = {
+    "float16": Format("float16", 11, -14, 15, 16),
+    "float32": Format("float32", 24, -126, 127, 32),
+    "float64": Format("float64", 53, -1022, 1023, 64),
+}
+
+
+def fmt(dtype: str) -> Format:
+    return FORMATS[dtype]
+
+
+def to_fraction(x) -> Fraction | float:
+    """Exact rational value of a Fraction, int, float or finite mpf; inf/nan stay floats."""
+    if isinstance(x, Fraction):
+        return x
+    if isinstance(x, int):
+        return Fraction(x)
+    if isinstance(x, float):
+        return x if not math.isfinite(x) else Fraction(x)
+    parts = getattr(x, "_mpf_", None)  # mpmath.mpf: (sign, mantissa, exponent, bits), an exact dyadic
+    if parts is None:
+        raise TypeError(f"not a real number: {x!r}")
+    sign, man, exp, _ = parts
+    if not man:
+        return float(x) if exp else Fraction(0)  # inf/nan carry a nonzero exponent code
+    return (-1) ** sign * Fraction(int(man)) * Fraction(2) ** int(exp)
+
+
+def round_to(x, f: Format) -> float:
+    """Correctly round (to nearest, ties to even) an exact real into format `f`.
+
+    Handles subnormals and overflow to infinity. Returns a Python float holding
+    the rounded value exactly (every float16/32/64 value is a float64 value).
+    """
+    q = to_fraction(x)
+    if isinstance(q, float):
+        return q
+    if q == 0:
+        return 0.0
+    sign = -1 if q < 0 else 1
+    a = abs(q)
+    e = a.numerator.bit_length() - a.denominator.bit_length()  # 2**e <= a < 2**(e+2)
+    if Fraction(2) ** e > a:
+        e -= 1
+    quantum = max(e, f.emin) - (f.precision - 1)
+    n = round(a / Fraction(2) ** quantum)  # Fraction.__round__ ties to even
+    rounded = Fraction(n) * Fraction(2) ** quantum
+    if rounded > f.max_finite:
+        return sign * math.inf
+    return sign * math.ldexp(n, quantum)
+
+
+_INT = {16: np.int16, 32: np.int32, 64: np.int64}
+
+
+def _ordinals(x: np.ndarray, f: Format) -> np.ndarray:
+    """Position of each finite value on the line of representable values (+0 == -0 == 0).
+
+    IEEE-754 bit patterns are sign-magnitude integers ordered like the values.
+    """
+    bits = np.asarray(x, dtype=f.numpy).view(_INT[f.width])
+    magnitude = bits & _INT[f.width](2 ** (f.width - 1) - 1)
+    return np.where(bits < 0, -magnitude, magnitude).astype(object)  # differences need Python ints
+
+
+def ulps(got, ref, f: Format) -> np.ndarray:
+    """Elementwise distance in representable values of `f` between arrays of `f`'s values.
+
+    +0 and -0 are equal, an infinity equals the same infinity, and NaN against
+    anything, or a finite value against an infinity, is `f.max_ulps`.
+    Returns an object array of Python ints (float64 widths overflow int64 math).
+    """
+    got = np.asarray(got, dtype=f.numpy)
+    ref = np.asarray(ref, dtype=f.numpy)
+    finite = np.isfinite(got) & np.isfinite(ref)
+    same_inf = np.isinf(got) & (got == ref)
+    dist = np.abs(_ordinals(np.where(finite, got, 0), f) - _ordinals(np.where(finite, ref, 0), f))
+    worst = np.full(dist.shape, f.max_ulps, dtype=object)
+    worst[same_inf] = 0
+    return np.where(finite, dist, worst)
+
+
+def error_bits(n_ulps: int) -> float:
+    """log2(1 + ulps): 0 when exact, 1 for one ULP, the format's width for the maximum error."""
+    return math.log2(1 + n_ulps)

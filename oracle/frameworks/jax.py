@@ -1,0 +1,43 @@
+"""JAX backend: jax.numpy / jax.nn / jax.scipy ops, gradients with jax.vjp (eager, CPU)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import jax.scipy.linalg as jsl
+import jax.scipy.special as jss
+import numpy as np
+
+OPS = {
+    "exp": jnp.exp, "log": jnp.log, "log1p": jnp.log1p, "expm1": jnp.expm1, "sqrt": jnp.sqrt,
+    "square": jnp.square, "abs": jnp.abs, "sin": jnp.sin, "cos": jnp.cos, "tanh": jnp.tanh,
+    "sigmoid": jax.nn.sigmoid, "log_sigmoid": jax.nn.log_sigmoid, "softplus": jax.nn.softplus,
+    "erf": jss.erf, "erfc": jss.erfc, "lgamma": jss.gammaln, "digamma": jss.digamma,
+    "ndtr": jss.ndtr, "log_ndtr": jss.log_ndtr,
+    "transpose": jnp.transpose, "diag": jnp.diag, "tril": jnp.tril,
+    "cholesky": jnp.linalg.cholesky, "logdet": lambda a: jnp.linalg.slogdet(a)[1],
+    "logsumexp": lambda x, axis=None: jss.logsumexp(x, axis=axis),
+    "sum": lambda x, axis=None: jnp.sum(x, axis=axis),
+    "mean": lambda x, axis=None: jnp.mean(x, axis=axis),
+    "max": lambda x, axis=None: jnp.max(x, axis=axis),
+    "min": lambda x, axis=None: jnp.min(x, axis=axis),
+    "maximum": jnp.maximum, "minimum": jnp.minimum, "where": jnp.where, "matmul": jnp.matmul,
+    "solve_triangular": lambda a, b: jsl.solve_triangular(a, b, lower=True),
+}
+
+
+def version() -> str:
+    return jax.__version__
+
+
+def constant(value: float, dtype: str):
+    return jnp.asarray(value, dtype=dtype)
+
+
+def value_and_grads(fn, inputs: dict[str, np.ndarray], wrt: list[str]):
+    """f(inputs) and the gradient of sum(f) with respect to each `wrt` input."""
+    with jax.enable_x64(any(v.dtype == np.float64 for v in inputs.values())):  # float64 for this run only
+        args = {name: jnp.asarray(value) for name, value in inputs.items()}
+        value, pullback = jax.vjp(lambda diff: fn({**args, **diff}), {name: args[name] for name in wrt})
+        (grads,) = pullback(jnp.ones_like(value))
+        return np.asarray(value), {name: np.asarray(g) for name, g in grads.items()}

@@ -1,0 +1,79 @@
+"""TensorFlow backend: tf.math / tf.linalg ops (TFP for ndtr), gradients with GradientTape (eager, CPU)."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+
+def _standard_normal(method: str):
+    def op(x):
+        import tensorflow_probability as tfp  # slow import: only when a formula uses it
+
+        dist = tfp.distributions.Normal(tf.zeros([], x.dtype), tf.ones([], x.dtype))
+        return getattr(dist, method)(x)
+
+    return op
+
+
+def _matmul(a, b):
+    """numpy matmul semantics (tf.linalg.matmul rejects vectors)."""
+    a2 = a[None, :] if a.shape.rank == 1 else a
+    b2 = b[:, None] if b.shape.rank == 1 else b
+    out = tf.linalg.matmul(a2, b2)
+    if b.shape.rank == 1:
+        out = out[..., 0]
+    if a.shape.rank == 1:
+        out = out[..., 0, :] if b.shape.rank != 1 else out[..., 0]
+    return out
+
+
+def _solve_triangular(a, b):
+    if b.shape.rank == 1:
+        return tf.linalg.triangular_solve(a, b[:, None], lower=True)[:, 0]
+    return tf.linalg.triangular_solve(a, b, lower=True)
+
+
+OPS = {
+    "exp": tf.math.exp, "log": tf.math.log, "log1p": tf.math.log1p, "expm1": tf.math.expm1,
+    "sqrt": tf.math.sqrt, "square": tf.math.square, "abs": tf.math.abs, "sin": tf.math.sin,
+    "cos": tf.math.cos, "tanh": tf.math.tanh, "sigmoid": tf.math.sigmoid,
+    "log_sigmoid": tf.math.log_sigmoid, "softplus": tf.math.softplus,
+    "erf": tf.math.erf, "erfc": tf.math.erfc, "lgamma": tf.math.lgamma, "digamma": tf.math.digamma,
+    "ndtr": _standard_normal("cdf"), "log_ndtr": _standard_normal("log_cdf"),
+    "transpose": tf.transpose,
+    "diag": lambda x: tf.linalg.diag(x) if x.shape.rank == 1 else tf.linalg.diag_part(x),
+    "tril": lambda x: tf.linalg.band_part(x, -1, 0),
+    "cholesky": tf.linalg.cholesky, "logdet": lambda a: tf.linalg.slogdet(a)[1],
+    "logsumexp": lambda x, axis=None: tf.math.reduce_logsumexp(x, axis=axis),
+    "sum": lambda x, axis=None: tf.math.reduce_sum(x, axis=axis),
+    "mean": lambda x, axis=None: tf.math.reduce_mean(x, axis=axis),
+    "max": lambda x, axis=None: tf.math.reduce_max(x, axis=axis),
+    "min": lambda x, axis=None: tf.math.reduce_min(x, axis=axis),
+    "maximum": tf.math.maximum, "minimum": tf.math.minimum, "where": tf.where,
+    "matmul": _matmul, "solve_triangular": _solve_triangular,
+}
+
+
+def version() -> str:
+    return tf.__version__
+
+
+def constant(value: float, dtype: str):
+    return tf.constant(value, dtype=dtype)
+
+
+def value_and_grads(fn, inputs: dict[str, np.ndarray], wrt: list[str]):
+    """f(inputs) and the gradient of sum(f) with respect to each `wrt` input."""
+    tensors = {name: tf.constant(value) for name, value in inputs.items()}
+    with tf.GradientTape() as tape:
+        for name in wrt:
+            tape.watch(tensors[name])
+        value = fn(tensors)
+    grads = tape.gradient(value, [tensors[name] for name in wrt], output_gradients=tf.ones_like(value),
+                          unconnected_gradients=tf.UnconnectedGradients.ZERO)
+    return value.numpy(), {name: g.numpy() for name, g in zip(wrt, grads)}

@@ -1,0 +1,54 @@
+"""PyTorch backend: torch / torch.special / torch.linalg ops, gradients with autograd (eager, CPU)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def _reduce(op):
+    """torch reductions take `dim`; axis=None reduces every dimension."""
+    return lambda x, axis=None: op(x, dim=tuple(range(x.ndim)) if axis is None else axis)
+
+
+def _solve_triangular(a, b):
+    if b.ndim == 1:
+        return torch.linalg.solve_triangular(a, b[:, None], upper=False)[:, 0]
+    return torch.linalg.solve_triangular(a, b, upper=False)
+
+
+OPS = {
+    "exp": torch.exp, "log": torch.log, "log1p": torch.log1p, "expm1": torch.expm1,
+    "sqrt": torch.sqrt, "square": torch.square, "abs": torch.abs, "sin": torch.sin,
+    "cos": torch.cos, "tanh": torch.tanh, "sigmoid": torch.sigmoid, "log_sigmoid": F.logsigmoid,
+    "softplus": F.softplus, "erf": torch.special.erf, "erfc": torch.special.erfc,
+    "lgamma": torch.lgamma, "digamma": torch.digamma, "ndtr": torch.special.ndtr,
+    "log_ndtr": torch.special.log_ndtr,
+    "transpose": lambda x: x.permute(*reversed(range(x.ndim))), "diag": torch.diag, "tril": torch.tril,
+    "cholesky": torch.linalg.cholesky, "logdet": lambda a: torch.linalg.slogdet(a)[1],
+    "logsumexp": _reduce(torch.logsumexp), "sum": _reduce(torch.sum), "mean": _reduce(torch.mean),
+    "max": _reduce(torch.amax), "min": _reduce(torch.amin),
+    "maximum": torch.maximum, "minimum": torch.minimum, "where": torch.where,
+    "matmul": torch.matmul, "solve_triangular": _solve_triangular,
+}
+
+
+def version() -> str:
+    return torch.__version__
+
+
+def constant(value: float, dtype: str):
+    return torch.tensor(value, dtype=getattr(torch, dtype))
+
+
+def value_and_grads(fn, inputs: dict[str, np.ndarray], wrt: list[str]):
+    """f(inputs) and the gradient of sum(f) with respect to each `wrt` input."""
+    tensors = {name: torch.tensor(value, requires_grad=name in wrt) for name, value in inputs.items()}
+    value = fn(tensors)
+    if value.requires_grad:
+        grads = torch.autograd.grad(value, [tensors[n] for n in wrt], torch.ones_like(value), allow_unused=True)
+    else:
+        grads = [None] * len(wrt)
+    grads = [torch.zeros_like(tensors[n]) if g is None else g for n, g in zip(wrt, grads)]
+    return value.detach().numpy(), {name: g.numpy() for name, g in zip(wrt, grads)}

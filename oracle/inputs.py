@@ -1,0 +1,184 @@
+"""Case inputs: exact values from YAML scalars, nested lists and generators, then rounding.
+
+An input is held exactly (an object array of `Fraction`, with inf/nan as floats)
+until it is rounded once, correctly, to the dtype being evaluated. The reference
+is computed for exactly those rounded values.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from decimal import Decimal, InvalidOperation
+from fractions import Fraction
+
+import mpmath
+import numpy as np
+
+from oracle.floats import Format, round_to
+
+GENERATORS = ("eye", "diag", "fill", "linspace", "logspace", "normal", "uniform")
+_HEX = re.compile(r"^([+-]?)0x([0-9a-f]*)(?:\.([0-9a-f]*))?p([+-]?[0-9]+)$")
+_SPECIAL = {"inf": math.inf, "+inf": math.inf, "infinity": math.inf, "+infinity": math.inf,
+            "-inf": -math.inf, "-infinity": -math.inf, "nan": math.nan}
+
+
+class InputError(ValueError):
+    """Bad input value; `path` locates it below the input (list indices, generator keys)."""
+
+    def __init__(self, message: str, path: tuple = ()):
+        super().__init__(message)
+        self.path = path
+
+
+def scalar(value) -> Fraction | float:
+    """An exact number from a YAML int, Decimal or string ("inf", "nan", "0x1p-126", "1e-8")."""
+    if isinstance(value, bool):
+        raise InputError(f"expected a number, got {value!r}")
+    if isinstance(value, int):
+        return Fraction(value)
+    if isinstance(value, Decimal):
+        return Fraction(value) if value.is_finite() else float(value)
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in _SPECIAL:
+            return _SPECIAL[text]
+        hexmatch = _HEX.match(text)
+        if hexmatch:
+            sign, whole, frac, exp = hexmatch.groups()
+            frac = frac or ""
+            if not whole and not frac:
+                raise InputError(f"not a number: {value!r}")
+            q = Fraction(int(whole + frac or "0", 16), 16 ** len(frac)) * Fraction(2) ** int(exp)
+            return -q if sign == "-" else q
+        try:
+            return scalar(Decimal(text))
+        except InvalidOperation:
+            pass
+    raise InputError(f"not a number: {value!r} (use a number, \"inf\", \"-inf\", \"nan\" or a hex float like \"0x1p-126\")")
+
+
+def exact_value(spec, max_elements: int) -> np.ndarray:
+    """The exact value of one input spec as an object array of Fraction / inf / nan."""
+    if isinstance(spec, dict):
+        return _generate(spec, max_elements)
+    if isinstance(spec, list):
+        array = _nested(spec, ())
+        if array.size > max_elements:
+            raise InputError(f"array has {array.size} elements, more than the cap of {max_elements}")
+        return array
+    out = np.empty((), dtype=object)
+    out[()] = scalar(spec)
+    return out
+
+
+def _nested(items: list, path: tuple) -> np.ndarray:
+    if not items:
+        raise InputError("empty list", path)
+    if all(isinstance(i, list) for i in items):
+        rows = [_nested(item, path + (k,)) for k, item in enumerate(items)]
+        if len({r.shape for r in rows}) != 1:
+            raise InputError(f"ragged nested list: rows have shapes {sorted({r.shape for r in rows})}", path)
+        return np.stack(rows)
+    if any(isinstance(i, (list, dict)) for i in items):
+        raise InputError("mixed numbers and lists in one level of a nested list", path)
+    out = np.empty(len(items), dtype=object)
+    for k, item in enumerate(items):
+        try:
+            out[k] = scalar(item)
+        except InputError as e:
+            raise InputError(str(e), path + (k,)) from None
+    return out
+
+
+def _shape(value, key: str) -> tuple[int, ...]:
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in value):
+        raise InputError(f"shape must be a list of non-negative integers, got {value!r}", (key, "shape"))
+    return tuple(value)
+
+
+def _count(shape: tuple[int, ...], max_elements: int, key: str) -> None:
+    n = math.prod(shape)
+    if n > max_elements:
+        raise InputError(f"{key} would make {n} elements, more than the cap of {max_elements}", (key,))
+
+
+def _fields(spec: dict, key: str, required: tuple, optional: tuple = ()) -> dict:
+    body = spec[key]
+    if not isinstance(body, dict):
+        raise InputError(f"{key} takes a mapping with {', '.join(required + optional)}", (key,))
+    unknown = set(body) - set(required) - set(optional)
+    missing = set(required) - set(body)
+    if unknown or missing:
+        problem = f"unknown field(s) {sorted(unknown)}" if unknown else f"missing field(s) {sorted(missing)}"
+        raise InputError(f"{key}: {problem}; fields: {', '.join(required + optional)}", (key,))
+    return body
+
+
+def _int(value, path: tuple, minimum: int = 0) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise InputError(f"expected an integer >= {minimum}, got {value!r}", path)
+    return value
+
+
+def _generate(spec: dict, max_elements: int) -> np.ndarray:
+    keys = [k for k in spec if k in GENERATORS]
+    if len(spec) != 1 or len(keys) != 1:
+        raise InputError(f"a generator is a mapping with exactly one of: {', '.join(GENERATORS)}; got {sorted(spec)}")
+    key = keys[0]
+    body = spec[key]
+    if key == "eye":
+        n = _int(body, (key,), 1)
+        _count((n, n), max_elements, key)
+        return np.vectorize(Fraction, otypes=[object])(np.eye(n, dtype=int))
+    if key == "diag":
+        if not isinstance(body, list):
+            raise InputError("diag takes a list of numbers", (key,))
+        values = _nested(body, (key,))
+        if values.ndim != 1:
+            raise InputError("diag takes a flat list of numbers", (key,))
+        _count((len(values), len(values)), max_elements, key)
+        out = np.full((len(values), len(values)), Fraction(0), dtype=object)
+        out[np.diag_indices(len(values))] = values
+        return out
+    if key == "fill":
+        body = _fields(spec, key, ("value", "shape"))
+        shape = _shape(body["shape"], key)
+        _count(shape, max_elements, key)
+        out = np.empty(shape, dtype=object)
+        out.fill(scalar(body["value"]))
+        return out
+    if key in ("linspace", "logspace"):
+        if not isinstance(body, list) or len(body) != 3:
+            raise InputError(f"{key} takes [start, stop, num]", (key,))
+        start, stop = scalar(body[0]), scalar(body[1])
+        num = _int(body[2], (key, 2), 1)
+        _count((num,), max_elements, key)
+        if not all(isinstance(v, Fraction) for v in (start, stop)):
+            raise InputError(f"{key} start and stop must be finite", (key,))
+        points = [start + (stop - start) * Fraction(i, max(num - 1, 1)) for i in range(num)]
+        if key == "logspace":  # 10**p to 256 bits, then rounded once to the dtype
+            with mpmath.workprec(256):
+                points = [mpmath.power(10, mpmath.mpf(p.numerator) / p.denominator) for p in points]
+        out = np.empty(num, dtype=object)
+        out[:] = points
+        return out
+    # normal / uniform: numpy's PCG64 draws in float64; only the rounded value matters downstream.
+    params = {"normal": ("loc", "scale"), "uniform": ("low", "high")}[key]
+    body = _fields(spec, key, ("shape", "seed"), params)
+    shape = _shape(body["shape"], key)
+    _count(shape, max_elements, key)
+    rng = np.random.default_rng(_int(body["seed"], (key, "seed")))
+    a, b = (float(scalar(body.get(p, default))) for p, default in zip(params, (0, 1)))
+    draws = rng.normal(a, b, shape) if key == "normal" else rng.uniform(a, b, shape)
+    return np.vectorize(Fraction, otypes=[object])(draws) if draws.size else draws.astype(object)
+
+
+def rounded(exact: np.ndarray, f: Format) -> np.ndarray:
+    """Round an exact input to format `f` (each element once, to nearest, ties to even)."""
+    out = np.empty(exact.shape, dtype=f.numpy)
+    for index, value in np.ndenumerate(exact):
+        out[index] = round_to(value, f)
+    return out

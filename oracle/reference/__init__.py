@@ -1,0 +1,124 @@
+"""The certified reference: the case's mathematical definition, traced by JAX, evaluated in mpmath.
+
+No float64 arithmetic happens here: inputs arrive as values already rounded to
+the evaluated dtype and become exact mpf numbers; constants come from mpmath.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import mpmath
+import numpy as np
+from mpmath import mp
+
+from oracle.floats import Format, round_to, ulps
+from oracle.frameworks import exact_constant
+from oracle.reference.mp_eval import Interpreter, to_mp
+from oracle.reference.program import Program
+
+START_PRECISION = 64
+MAX_PRECISION = 4096
+DIFF_LIMIT = 64
+
+
+@dataclass
+class OutputReference:
+    """The reference for one output tensor ("value" or "grad.<input>")."""
+
+    name: str
+    exact: np.ndarray  # mpf, from the higher of the two agreeing precisions
+    rounded: np.ndarray  # correctly rounded to the dtype
+    precision: np.ndarray  # bits that sufficed per component; 0 where never certified
+    numeric: np.ndarray | None = None  # mpmath.diff of the forward function (gradients only)
+    numeric_agrees: np.ndarray | None = None
+
+    @property
+    def certified(self) -> np.ndarray:
+        return self.precision > 0
+
+
+@dataclass
+class Reference:
+    outputs: list[OutputReference]
+    domain: list[str]  # why the reference is infinite or undefined, when it is
+    summed: bool
+    gradient_check: str
+    cap: int  # the highest precision the certification may use
+
+
+def round_array(x: np.ndarray, f: Format) -> np.ndarray:
+    out = np.empty(x.shape, dtype=f.numpy)
+    for index, v in np.ndenumerate(x):
+        out[index] = round_to(v, f)
+    return out
+
+
+def _same(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a == b) | (np.isnan(a) & np.isnan(b))
+
+
+def _arguments(program: Program, inputs: dict[str, np.ndarray], prec: int) -> list[np.ndarray]:
+    exact_inputs = [to_mp(inputs[name]) for name in program.input_names]
+    constants = [np.asarray(exact_constant(c, prec), dtype=object) for c in program.constants]
+    return exact_inputs + constants
+
+
+def compute(program: Program, inputs: dict[str, np.ndarray], f: Format, start: int = START_PRECISION,
+            cap: int = MAX_PRECISION, diff_limit: int = DIFF_LIMIT) -> Reference:
+    """Evaluate at doubling precisions until each component rounds to `f` the same way twice."""
+    names = ["value"] + [f"grad.{n}" for n in program.wrt]
+    exact: list = [None] * len(names)
+    final: list = [None] * len(names)
+    needed: list = [None] * len(names)
+    previous = None
+    prec = max(start, 2 * f.precision)  # exact inputs need >= 53 bits anyway
+    while True:
+        interpreter = Interpreter()
+        with mp.workprec(prec):
+            outs = interpreter.run(program.full, _arguments(program, inputs, prec))
+        rounded = [round_array(o, f) for o in outs]
+        if previous is None:
+            needed = [np.zeros(o.shape, dtype=int) for o in outs]
+            exact, final = list(outs), list(rounded)
+        else:
+            for k, (old, new) in enumerate(zip(previous, rounded)):
+                fresh = _same(old, new) & (needed[k] == 0)
+                needed[k][fresh] = prec // 2
+                exact[k] = np.where(fresh, outs[k], exact[k])
+                final[k] = np.where(fresh, new, final[k])
+        if all((n > 0).all() for n in needed) or prec * 2 > cap:
+            break
+        previous, prec = rounded, prec * 2
+    for k in range(len(names)):  # components never certified keep the highest-precision attempt
+        exact[k] = np.where(needed[k] > 0, exact[k], outs[k])
+        final[k] = np.where(needed[k] > 0, final[k], rounded[k])
+    results = [OutputReference(n, e, r, p) for n, e, r, p in zip(names, exact, final, needed)]
+    check = _gradient_check(program, inputs, results[1:], f, prec, diff_limit)
+    return Reference(results, interpreter.trace.domain, program.summed, check, cap)
+
+
+def _gradient_check(program: Program, inputs, grads: list[OutputReference], f: Format, prec: int, limit: int) -> str:
+    """Cross-check the AD reference against mpmath.diff of the forward function, per scalar input."""
+    count = sum(inputs[n].size for n in program.wrt)
+    if count == 0:
+        return "no gradients"
+    if count > limit:
+        return f"skipped: {count} scalar inputs > limit {limit}"
+    if not all(np.isfinite(inputs[n]).all() for n in program.wrt):
+        return "skipped: non-finite inputs"
+    with mp.workprec(prec):
+        args = _arguments(program, inputs, prec)
+        position = {n: program.input_names.index(n) for n in program.wrt}
+        for grad, name in zip(grads, program.wrt):
+            numeric = np.empty(grad.exact.shape, dtype=object)
+            for index in np.ndindex(grad.exact.shape):
+                def forward(t, index=index, k=position[name]):
+                    shifted = list(args)
+                    shifted[k] = args[k].copy()
+                    shifted[k][index] = args[k][index] + t
+                    return Interpreter().run(program.value, shifted)[0][()]
+                numeric[index] = mpmath.diff(forward, 0)
+            grad.numeric = numeric
+            grad.numeric_agrees = ulps(round_array(numeric, f), grad.rounded, f) <= 1
+    return f"mpmath.diff on {count} scalar inputs at {prec} bits"

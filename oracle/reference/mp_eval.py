@@ -1,0 +1,555 @@
+"""An mpmath interpreter for jaxprs: every primitive at the current mpmath precision.
+
+Arrays are numpy object arrays of `mpf` (float avals) or plain numpy arrays
+(bool and integer avals). Float semantics are IEEE-like where mathematics is
+silent: x/0 is a signed infinity, log of a negative number is NaN, and the first
+operation that turns finite operands into an infinity or a NaN is recorded as
+the reason the reference leaves the function's domain.
+
+Float literals in a jaxpr come from JAX itself (the formula's constants arrive as
+arguments). A literal is used exactly when it is a short dyadic number (1, 0.5,
+3.0), or replaced by the exact constant it rounds (2/sqrt(pi) in erf's
+derivative); any other literal is refused rather than silently trusted.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import mpmath
+import numpy as np
+from mpmath import mp
+
+from oracle.floats import FORMATS, round_to, to_fraction
+
+
+class UnsupportedPrimitive(NotImplementedError):
+    def __init__(self, name: str):
+        super().__init__(f"unsupported primitive '{name}' in the reference jaxpr")
+
+
+class InexactLiteral(ValueError):
+    pass
+
+
+@dataclass
+class Trace:
+    """What the interpreter noticed: where the exact computation left the finite numbers."""
+
+    domain: list[str] = field(default_factory=list)
+
+
+NAN = mpmath.mpf("nan")
+INF = mpmath.mpf("inf")
+ZERO = mpmath.mpf(0)
+ONE = mpmath.mpf(1)
+
+# Constants that JAX's own rules write as rounded literals.
+KNOWN_CONSTANTS = {
+    "pi": lambda: +mp.pi, "2/sqrt(pi)": lambda: 2 / mp.sqrt(mp.pi), "1/sqrt(pi)": lambda: 1 / mp.sqrt(mp.pi),
+    "sqrt(pi)": lambda: mp.sqrt(mp.pi), "sqrt(2)": lambda: mp.sqrt(2), "1/sqrt(2)": lambda: 1 / mp.sqrt(2),
+    "sqrt(2/pi)": lambda: mp.sqrt(2 / mp.pi), "1/sqrt(2pi)": lambda: 1 / mp.sqrt(2 * mp.pi),
+    "log(2)": lambda: mp.log(2), "1/log(2)": lambda: 1 / mp.log(2), "log(10)": lambda: mp.log(10),
+    "log(2pi)/2": lambda: mp.log(2 * mp.pi) / 2, "log(pi)": lambda: mp.log(mp.pi), "e": lambda: +mp.e,
+}
+
+
+def _known_literal(x: float, dtype: str):
+    f = FORMATS[dtype]
+    with mp.workprec(4 * f.precision + 64):
+        for name, value in KNOWN_CONSTANTS.items():
+            for sign in (1, -1):
+                if round_to(sign * value(), f) == x:
+                    return sign, value
+    return None
+
+
+def literal(x, dtype: str):
+    """A jaxpr literal as an exact value (see module docstring)."""
+    if dtype == "bool" or "int" in dtype:
+        return np.asarray(x)
+    x = float(x)
+    if not math.isfinite(x):
+        return _scalar(mpmath.mpf(x))
+    numerator = abs(to_fraction(x).numerator)
+    odd_part = numerator >> ((numerator & -numerator).bit_length() - 1) if numerator else 0
+    if odd_part < 2**12:
+        return _scalar(mpmath.mpf(x))
+    known = _known_literal(x, dtype)
+    if known is None:
+        raise InexactLiteral(f"literal {x!r} in the reference jaxpr is neither short nor a known constant; "
+                             "refusing to treat a rounded constant as exact")
+    sign, value = known
+    return _scalar(sign * value())
+
+
+def _scalar(x) -> np.ndarray:
+    out = np.empty((), dtype=object)
+    out[()] = x
+    return out
+
+
+def isfinite(x) -> bool:
+    return mpmath.isfinite(x)
+
+
+def _isnan(x) -> bool:
+    return mpmath.isnan(x)
+
+
+# ---------------------------------------------------------------- elementwise
+
+def _div(a, b):
+    if b == 0:
+        if a == 0 or _isnan(a):
+            return NAN
+        return INF if a > 0 else -INF
+    return a / b
+
+
+def _log(x):
+    return NAN if x < 0 or _isnan(x) else (-INF if x == 0 else mp.log(x))
+
+
+def _log1p(x):
+    return NAN if x < -1 or _isnan(x) else (-INF if x == -1 else mp.log1p(x))
+
+
+def _sqrt(x):
+    return NAN if x < 0 or _isnan(x) else mp.sqrt(x)
+
+
+def _rsqrt(x):
+    return _div(ONE, _sqrt(x))
+
+
+def _pow(x, y):
+    if _isnan(x) or _isnan(y):
+        return NAN
+    if x == 0:
+        return ONE if y == 0 else (ZERO if y > 0 else INF)
+    if x < 0 and not mp.isint(y):
+        return NAN
+    return mp.power(x, y)
+
+
+def _integer_pow(x, y):
+    return _pow(x, mpmath.mpf(y))
+
+
+def _logistic(x):
+    return _div(ONE, 1 + mp.exp(-x))
+
+
+def _lgamma(x):
+    if _isnan(x):
+        return NAN
+    if mp.isinf(x):
+        return INF
+    if x <= 0 and mp.isint(x):
+        return INF
+    return mp.re(mp.loggamma(x))
+
+
+def _digamma(x):
+    if _isnan(x) or (x <= 0 and mp.isint(x)) or x == -INF:
+        return NAN
+    return INF if x == INF else mp.digamma(x)
+
+
+def _polygamma(m, x):
+    if _isnan(x) or (x <= 0 and mp.isint(x)):
+        return NAN
+    return mp.polygamma(int(m), x)
+
+
+def _max(a, b):
+    return NAN if _isnan(a) or _isnan(b) else (a if a >= b else b)
+
+
+def _min(a, b):
+    return NAN if _isnan(a) or _isnan(b) else (a if a <= b else b)
+
+
+def _sign(x):
+    return NAN if _isnan(x) else mpmath.mpf(mp.sign(x))
+
+
+def _tanh(x):
+    return mp.tanh(x) if isfinite(x) else (NAN if _isnan(x) else mp.sign(x) * ONE)
+
+
+def _exp(x):
+    return ZERO if x == -INF else mp.exp(x)
+
+
+def _expm1(x):
+    return -ONE if x == -INF else mp.expm1(x)
+
+
+def _erfc(x):
+    return mp.erfc(x) if isfinite(x) else (NAN if _isnan(x) else (ZERO if x > 0 else 2 * ONE))
+
+
+def _trig(fn):
+    return lambda x: fn(x) if isfinite(x) else NAN
+
+
+FLOAT_UNARY = {
+    "neg": lambda x: -x, "abs": abs, "sign": _sign, "exp": _exp, "exp2": lambda x: mp.power(2, x),
+    "log": _log, "log1p": _log1p, "expm1": _expm1, "sqrt": _sqrt, "rsqrt": _rsqrt,
+    "cbrt": mp.cbrt, "tanh": _tanh, "logistic": _logistic, "sin": _trig(mp.sin), "cos": _trig(mp.cos),
+    "tan": _trig(mp.tan), "erf": lambda x: mp.erf(x) if isfinite(x) else (NAN if _isnan(x) else mp.sign(x) * ONE),
+    "erfc": _erfc, "lgamma": _lgamma, "digamma": _digamma, "square": lambda x: x * x,
+    "floor": mp.floor, "ceil": mp.ceil,
+}
+FLOAT_BINARY = {
+    "add": lambda a, b: a + b, "add_any": lambda a, b: a + b, "sub": lambda a, b: a - b,
+    "mul": lambda a, b: a * b, "div": _div, "pow": _pow, "max": _max, "min": _min,
+    "atan2": mp.atan2, "polygamma": _polygamma,
+}
+COMPARE = {"eq": np.equal, "ne": np.not_equal, "lt": np.less, "le": np.less_equal, "gt": np.greater, "ge": np.greater_equal}
+INTEGER = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "max": np.maximum, "min": np.minimum,
+           "neg": np.negative, "abs": np.abs, "sign": np.sign, "rem": np.remainder}
+LOGICAL = {"and": np.logical_and, "or": np.logical_or, "not": np.logical_not, "xor": np.logical_xor}
+
+_UFUNCS: dict = {}
+
+
+def _ufunc(fn, nin: int):
+    key = (fn, nin)
+    if key not in _UFUNCS:
+        _UFUNCS[key] = np.frompyfunc(fn, nin, 1)
+    return _UFUNCS[key]
+
+
+def _is_float(x: np.ndarray) -> bool:
+    return x.dtype == object
+
+
+def _finite_mask(x: np.ndarray) -> np.ndarray:
+    return np.asarray(_ufunc(isfinite, 1)(x), dtype=bool)
+
+
+class Interpreter:
+    """Evaluate jaxprs in mpmath at the precision of the surrounding `mp.workprec`."""
+
+    def __init__(self):
+        self.trace = Trace()
+
+    def run(self, closed, args: list[np.ndarray]) -> list[np.ndarray]:
+        consts = [self.constant(c) for c in closed.consts]
+        return self.eval_jaxpr(closed.jaxpr, consts, args)
+
+    def constant(self, c):
+        c = np.asarray(c)
+        if c.dtype.kind != "f":
+            return c
+        out = np.empty(c.shape, dtype=object)
+        for index, x in np.ndenumerate(c):
+            out[index] = literal(x, str(c.dtype))[()]
+        return out
+
+    def eval_jaxpr(self, jaxpr, consts: list, args: list) -> list:
+        env: dict = {}
+
+        def read(v):
+            if type(v).__name__ == "Literal":
+                return literal(v.val, str(v.aval.dtype))
+            return env[v]
+
+        for v, x in zip(jaxpr.constvars, consts):
+            env[v] = x
+        for v, x in zip(jaxpr.invars, args):
+            env[v] = x
+        for eqn in jaxpr.eqns:
+            rule = getattr(self, "p_" + eqn.primitive.name.replace("-", "_"), None)
+            ins = [read(v) for v in eqn.invars]
+            if rule is not None:
+                outs = rule(*ins, **eqn.params)
+            else:
+                outs = self.elementwise(eqn.primitive.name, ins)
+            if not eqn.primitive.multiple_results:
+                outs = [outs]
+            for v, x in zip(eqn.outvars, outs):
+                env[v] = np.asarray(x) if not isinstance(x, np.ndarray) else x
+        return [read(v) for v in jaxpr.outvars]
+
+    def elementwise(self, name: str, ins: list) -> np.ndarray:
+        if name in COMPARE:
+            return COMPARE[name](*ins)
+        if name in LOGICAL:
+            return LOGICAL[name](*ins)
+        if name in FLOAT_UNARY and len(ins) == 1 and _is_float(ins[0]):
+            out = _ufunc(FLOAT_UNARY[name], 1)(ins[0])
+        elif name in FLOAT_BINARY and len(ins) == 2 and _is_float(ins[0]) and _is_float(ins[1]):
+            out = _ufunc(FLOAT_BINARY[name], 2)(*ins)
+        elif name in INTEGER and not any(map(_is_float, ins)):
+            return INTEGER[name](*ins)
+        else:
+            raise UnsupportedPrimitive(name)
+        out = np.asarray(out, dtype=object)
+        self.note_domain(name, ins, out)
+        return out
+
+    def note_domain(self, name: str, ins: list, out: np.ndarray) -> None:
+        """Record the first op that makes a NaN or infinity out of finite operands."""
+        if self.trace.domain:
+            return
+        bad = ~_finite_mask(out)
+        if not bad.any():
+            return
+        finite_in = np.ones(out.shape, dtype=bool)
+        for x in ins:
+            finite_in &= np.broadcast_to(_finite_mask(x) if _is_float(x) else True, out.shape)
+        culprit = bad & finite_in
+        if culprit.any():
+            index = tuple(int(i) for i in np.argwhere(culprit)[0])
+            operands = ", ".join(mpmath.nstr(np.broadcast_to(x, out.shape)[index], 8) for x in ins if _is_float(x))
+            what = "undefined (NaN)" if _isnan(out[index]) else "infinite"
+            self.trace.domain.append(f"{name}({operands}) is {what}")
+
+    # ------------------------------------------------------------ structure
+
+    def p_convert_element_type(self, x, new_dtype, **_):
+        kind = np.dtype(new_dtype).kind
+        if kind == "f":
+            return x if _is_float(x) else np.asarray(_ufunc(lambda v: mpmath.mpf(int(v)), 1)(x), dtype=object)
+        if _is_float(x):
+            return np.asarray(_ufunc(lambda v: int(v) if isfinite(v) else 0, 1)(x)).astype(new_dtype)
+        return x.astype(new_dtype)
+
+    def p_stop_gradient(self, x, **_):
+        return x
+
+    def p_copy(self, x, **_):
+        return x
+
+    p_copy_p = p_copy
+    p_optimization_barrier = p_copy
+
+    def p_broadcast_in_dim(self, x, shape, broadcast_dimensions, **_):
+        expanded = np.ones(len(shape), dtype=int)
+        for src, dst in enumerate(broadcast_dimensions):
+            expanded[dst] = x.shape[src]
+        return np.broadcast_to(np.reshape(x, tuple(expanded)), tuple(shape))
+
+    def p_reshape(self, x, new_sizes, **_):
+        return np.reshape(x, tuple(new_sizes))
+
+    def p_squeeze(self, x, dimensions, **_):
+        return np.squeeze(x, axis=tuple(dimensions))
+
+    def p_expand_dims(self, x, dimensions, **_):
+        return np.expand_dims(x, tuple(dimensions))
+
+    def p_transpose(self, x, permutation, **_):
+        return np.transpose(x, permutation)
+
+    def p_rev(self, x, dimensions, **_):
+        return np.flip(x, axis=tuple(dimensions))
+
+    def p_slice(self, x, start_indices, limit_indices, strides, **_):
+        strides = strides or (1,) * x.ndim
+        return x[tuple(slice(s, e, k) for s, e, k in zip(start_indices, limit_indices, strides))]
+
+    def p_pad(self, x, padding_value, padding_config, **_):
+        for axis, (lo, hi, interior) in enumerate(padding_config):
+            n = x.shape[axis]
+            size = n + max(n - 1, 0) * interior
+            out_shape = list(x.shape)
+            out_shape[axis] = size + max(lo, 0) + max(hi, 0)
+            out = np.empty(out_shape, dtype=x.dtype)
+            out[...] = padding_value[()]
+            index = [slice(None)] * x.ndim
+            index[axis] = slice(max(lo, 0), max(lo, 0) + size, interior + 1)
+            out[tuple(index)] = x
+            crop = [slice(None)] * x.ndim
+            crop[axis] = slice(-min(lo, 0), out_shape[axis] + min(hi, 0))
+            x = out[tuple(crop)]
+        return x
+
+    def p_concatenate(self, *xs, dimension, **_):
+        return np.concatenate(xs, axis=dimension)
+
+    def p_stack(self, *xs, axis, **_):
+        return np.stack(xs, axis=axis)
+
+    def p_unstack(self, x, axis, **_):
+        return [np.take(x, i, axis=axis) for i in range(x.shape[axis])]
+
+    def p_split(self, x, sizes, axis, **_):
+        return np.split(x, np.cumsum(sizes)[:-1], axis=axis)
+
+    def p_iota(self, dtype, shape, dimension, **_):
+        values = np.arange(shape[dimension]).reshape([-1 if d == dimension else 1 for d in range(len(shape))])
+        values = np.broadcast_to(values, shape)
+        return values.astype(dtype) if np.dtype(dtype).kind != "f" else np.asarray(_ufunc(mpmath.mpf, 1)(values), dtype=object)
+
+    def p_select_n(self, which, *cases):
+        which = np.asarray(which).astype(int)
+        shape = np.broadcast_shapes(which.shape, *(c.shape for c in cases))
+        return np.choose(np.broadcast_to(which, shape), [np.broadcast_to(c, shape) for c in cases])
+
+    def p_clamp(self, lo, x, hi):
+        return np.asarray(_ufunc(_min, 2)(_ufunc(_max, 2)(x, lo), hi), dtype=object)
+
+    def p_is_finite(self, x):
+        return _finite_mask(x)
+
+    def p_integer_pow(self, x, y):
+        out = np.asarray(_ufunc(lambda v: _integer_pow(v, y), 1)(x), dtype=object)
+        self.note_domain(f"integer_pow[y={y}]", [x], out)
+        return np.asarray(out, dtype=object)
+
+    # ------------------------------------------------------------ reductions
+
+    def _reduce(self, x, axes, fn, empty):
+        if not _is_float(x):
+            return {"add": np.sum, "max": np.max, "min": np.min, "or": np.any, "and": np.all}[fn](x, axis=tuple(axes))
+        ufunc = _ufunc({"add": lambda a, b: a + b, "max": _max, "min": _min, "mul": lambda a, b: a * b}[fn], 2)
+        out = x
+        for axis in sorted(axes, reverse=True):
+            if out.shape[axis] == 0:
+                out = np.full(out.shape[:axis] + out.shape[axis + 1:], empty, dtype=object)
+            else:
+                out = ufunc.reduce(out, axis=axis)
+        return np.asarray(out, dtype=object)
+
+    def p_reduce_sum(self, x, axes, **_):
+        return self._reduce(x, axes, "add", ZERO)
+
+    def p_reduce_max(self, x, axes, **_):
+        return self._reduce(x, axes, "max", -INF)
+
+    def p_reduce_min(self, x, axes, **_):
+        return self._reduce(x, axes, "min", INF)
+
+    def p_reduce_prod(self, x, axes, **_):
+        return self._reduce(x, axes, "mul", ONE)
+
+    def p_reduce_or(self, x, axes, **_):
+        return np.any(x, axis=tuple(axes))
+
+    def p_reduce_and(self, x, axes, **_):
+        return np.all(x, axis=tuple(axes))
+
+    def p_argmax(self, x, axes, index_dtype, **_):
+        return np.argmax(x, axis=axes[0]).astype(index_dtype)
+
+    def p_argmin(self, x, axes, index_dtype, **_):
+        return np.argmin(x, axis=axes[0]).astype(index_dtype)
+
+    # ------------------------------------------------------------ linear algebra
+
+    def p_dot_general(self, lhs, rhs, dimension_numbers, **_):
+        (lc, rc), (lb, rb) = dimension_numbers
+        lf = [d for d in range(lhs.ndim) if d not in lc and d not in lb]
+        rf = [d for d in range(rhs.ndim) if d not in rc and d not in rb]
+        l2 = np.transpose(lhs, [*lb, *lf, *lc])
+        r2 = np.transpose(rhs, [*rb, *rc, *rf])
+        batch = l2.shape[: len(lb)]
+        k = int(np.prod([lhs.shape[d] for d in lc], dtype=int))
+        m = int(np.prod([lhs.shape[d] for d in lf], dtype=int))
+        n = int(np.prod([rhs.shape[d] for d in rf], dtype=int))
+        a = np.reshape(l2, (*batch, m, k))
+        b = np.reshape(r2, (*batch, k, n))
+        if k == 0:
+            out = np.full((*batch, m, n), ZERO, dtype=object)
+        else:
+            out = np.matmul(a, b)
+        return np.reshape(out, (*batch, *[lhs.shape[d] for d in lf], *[rhs.shape[d] for d in rf]))
+
+    def p_triangular_solve(self, a, b, left_side, lower, transpose_a, conjugate_a, unit_diagonal):
+        if transpose_a:
+            a, lower = np.swapaxes(a, -1, -2), not lower
+        if not left_side:  # x op(a) = b  <=>  op(a)^T x^T = b^T
+            a, lower, b = np.swapaxes(a, -1, -2), not lower, np.swapaxes(b, -1, -2)
+        out = np.empty(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + b.shape[-2:], dtype=object)
+        for index in np.ndindex(out.shape[:-2]):
+            out[index] = self._substitute(a[index] if a.ndim > 2 else a, b[index] if b.ndim > 2 else b, lower, unit_diagonal)
+        return out if left_side else np.swapaxes(out, -1, -2)
+
+    def _substitute(self, t, b, lower: bool, unit: bool) -> np.ndarray:
+        n = t.shape[0]
+        x = np.empty(b.shape, dtype=object)
+        for i in range(n) if lower else reversed(range(n)):
+            known = range(i) if lower else range(i + 1, n)
+            acc = b[i].copy()
+            for j in known:
+                acc = acc - t[i, j] * x[j]
+            x[i] = acc if unit else np.asarray(_ufunc(_div, 2)(acc, t[i, i]), dtype=object)
+        self.note_domain("triangular_solve", [t, b], x)
+        return x
+
+    def p_cholesky(self, x, **_):
+        out = np.empty(x.shape, dtype=object)
+        for index in np.ndindex(x.shape[:-2]):
+            out[index] = self._cholesky(x[index])
+        return out
+
+    def _cholesky(self, a):
+        """Lower Cholesky factor; a matrix that is not positive definite gives NaNs (as LAPACK via JAX)."""
+        n = a.shape[0]
+        lower = np.full((n, n), ZERO, dtype=object)
+        for j in range(n):
+            d = a[j, j] - sum((lower[j, k] ** 2 for k in range(j)), ZERO)
+            if not d > 0:
+                self.trace.domain.append(f"cholesky: matrix is not positive definite (pivot {j} is {mpmath.nstr(d, 8)})")
+                return np.full((n, n), NAN, dtype=object)
+            lower[j, j] = mp.sqrt(d)
+            for i in range(j + 1, n):
+                lower[i, j] = (a[i, j] - sum((lower[i, k] * lower[j, k] for k in range(j)), ZERO)) / lower[j, j]
+        return lower
+
+    def p_oracle_logabsdet(self, a):
+        out = np.empty(a.shape[:-2], dtype=object)
+        for index in np.ndindex(out.shape):
+            det = mp.det(mpmath.matrix(a[index].tolist()))
+            out[index] = _log(abs(det))
+            if det == 0:
+                self.trace.domain.append("logdet: the matrix is singular")
+        return out
+
+    def p_oracle_inverse(self, a):
+        out = np.empty(a.shape, dtype=object)
+        for index in np.ndindex(a.shape[:-2]):
+            try:
+                inv = mp.inverse(mpmath.matrix(a[index].tolist()))
+                out[index] = np.array(inv.tolist(), dtype=object)
+            except ZeroDivisionError:
+                self.trace.domain.append("inverse: the matrix is singular")
+                out[index] = np.full(a.shape[-2:], NAN, dtype=object)
+        return out
+
+    # ------------------------------------------------------------ calls
+
+    def p_jit(self, *args, jaxpr, **_):
+        return self.eval_jaxpr(jaxpr.jaxpr, [self.constant(c) for c in jaxpr.consts], list(args))
+
+    p_pjit = p_jit
+    p_closed_call = p_jit
+
+    def p_custom_jvp_call(self, *args, call_jaxpr, **_):
+        return self.p_jit(*args, jaxpr=call_jaxpr)
+
+    def p_custom_vjp_call(self, *args, call_jaxpr=None, fun_jaxpr=None, **_):
+        return self.p_jit(*args, jaxpr=call_jaxpr or fun_jaxpr)
+
+    p_custom_vjp_call_jaxpr = p_custom_vjp_call
+
+    def p_remat(self, *args, jaxpr, **_):
+        return self.eval_jaxpr(jaxpr, [], list(args))
+
+    p_checkpoint = p_remat
+
+
+def to_mp(x: np.ndarray) -> np.ndarray:
+    """Exact mpf array of a numpy float array (every float16/32/64 value is an mpf)."""
+    out = np.empty(np.shape(x), dtype=object)
+    with mp.workprec(64):  # >= 53 bits: the conversion is exact
+        for index, v in np.ndenumerate(np.asarray(x, dtype=np.float64)):
+            out[index] = mpmath.mpf(float(v))
+    return out
+

@@ -1,0 +1,119 @@
+"""Trace a case's reference definition with JAX into jaxprs for the mpmath interpreter.
+
+The traced function takes the case inputs followed by the formula's constants as
+arguments, so a literal like 0.1 or pi reaches the interpreter as an exact value
+instead of a float32 literal. Only small dyadic literals (1, 0.5, -20) are inlined.
+
+The op table is the JAX backend's, except where JAX's own implementation is not
+an exact identity (log_ndtr uses a truncated asymptotic series) or lowers to
+primitives the interpreter need not know (diag's gather, slogdet's pivoted LU).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.extend import core as jcore
+from jax.interpreters import ad, batching, mlir
+
+from oracle import formula
+from oracle.frameworks import jax as jax_backend
+
+# log|det A| and A^-1 as primitives of their own: the interpreter computes them in mpmath.
+logabsdet_p = jcore.Primitive("oracle_logabsdet")
+inverse_p = jcore.Primitive("oracle_inverse")
+logabsdet_p.def_abstract_eval(lambda a: jax.core.ShapedArray(a.shape[:-2], a.dtype))
+inverse_p.def_abstract_eval(lambda a: jax.core.ShapedArray(a.shape, a.dtype))
+
+
+def _logabsdet_jvp(primals, tangents):
+    (a,), (da,) = primals, tangents
+    # d log|det A| = tr(A^-1 dA) = sum(A^-T * dA)
+    return logabsdet_p.bind(a), jnp.sum(jnp.swapaxes(inverse_p.bind(a), -1, -2) * da, axis=(-2, -1))
+
+
+ad.primitive_jvps[logabsdet_p] = _logabsdet_jvp
+
+
+def _diag(x):
+    """numpy's diag from static slices and selects, which the interpreter runs exactly."""
+    if x.ndim == 1:
+        n = x.shape[0]
+        on_diagonal = jnp.arange(n)[:, None] == jnp.arange(n)[None, :]
+        return jnp.where(on_diagonal, jnp.broadcast_to(x, (n, n)), 0)
+    return jnp.stack([x[i, i] for i in range(min(x.shape))])
+
+
+EXACT_OPS = {
+    **jax_backend.OPS,
+    "log_ndtr": lambda x: jnp.log(jax.scipy.special.ndtr(x)),
+    "diag": _diag,
+    "logdet": logabsdet_p.bind,
+}
+
+
+def inline(value: Fraction | str) -> bool:
+    """Constants that float32 holds exactly and that a float32 literal may carry."""
+    if value == "inf":
+        return True
+    if not isinstance(value, Fraction):
+        return False
+    den = value.denominator
+    return den & (den - 1) == 0 and abs(value.numerator) < 2**24 and den <= 2**100
+
+
+@dataclass
+class Program:
+    """Jaxprs of a reference definition: `full` gives [value, *grads], `value` gives sum(f)."""
+
+    full: jcore.ClosedJaxpr
+    value: jcore.ClosedJaxpr
+    input_names: list[str]
+    constants: list  # exact values of the trailing arguments (Fraction, "pi", "e")
+    wrt: list[str]
+    summed: bool  # the formula's result is not a scalar: gradients are of its sum
+
+
+def trace(tree: formula.Node, shapes: dict[str, tuple[int, ...]], wrt: list[str]) -> Program:
+    """Trace `tree` for inputs of the given shapes (dtypes do not matter: values come later)."""
+    names = list(shapes)
+    constants = list(dict.fromkeys(n.value for n in formula.walk(tree)
+                                   if isinstance(n, formula.Const) and not inline(n.value)))
+
+    def split(args):
+        env = dict(zip(names, args[: len(names)]))
+        slots = dict(zip(constants, args[len(names):]))
+        ops = {**formula.OPERATORS, **EXACT_OPS,
+               "constant": lambda v: slots[v] if v in slots else (np.inf if v == "inf" else _literal(v))}
+        return env, ops
+
+    def full(*args):
+        env, ops = split(args)
+        value, pullback = jax.vjp(lambda diff: formula.evaluate(tree, {**env, **diff}, ops), {n: env[n] for n in wrt})
+        (grads,) = pullback(jnp.ones_like(value))
+        return [value] + [grads[n] for n in wrt]
+
+    def summed(*args):
+        env, ops = split(args)
+        return jnp.sum(formula.evaluate(tree, env, ops))
+
+    avals = [jax.ShapeDtypeStruct(shapes[n], jnp.float32) for n in names]
+    avals += [jax.ShapeDtypeStruct((), jnp.float32)] * len(constants)
+    full_jaxpr = jax.make_jaxpr(full)(*avals)
+    return Program(full_jaxpr, jax.make_jaxpr(summed)(*avals), names, constants, wrt,
+                   summed=full_jaxpr.out_avals[0].shape != ())
+
+
+def _literal(value: Fraction):
+    return int(value) if value.denominator == 1 else float(value)  # exact: inline() checked it
+
+
+def output_shape(tree: formula.Node, shapes: dict[str, tuple[int, ...]]) -> tuple[int, ...]:
+    """The formula's result shape under the JAX table; raises on shape errors."""
+    ops = {**formula.OPERATORS, **jax_backend.OPS, "constant": lambda v: jnp.float32(0)}
+    avals = {n: jax.ShapeDtypeStruct(s, jnp.float32) for n, s in shapes.items()}
+    return jax.eval_shape(lambda env: formula.evaluate(tree, env, ops), avals).shape
