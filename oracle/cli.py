@@ -16,7 +16,6 @@ from oracle.case import CaseError
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="rich",
                   help="Measure the float32 accuracy of log-probs, losses and KL terms in TensorFlow, PyTorch "
                        "and JAX against a certified mpmath reference.\n\nExample: [bold]oracle run cases/seeds/[/bold]")
-err = Console(stderr=True, highlight=False)
 
 PATHS = typer.Argument(..., help="Case files (.yaml) or folders searched recursively.", show_default=False)
 MAX_ELEMENTS = typer.Option(case_io.DEFAULT_MAX_ELEMENTS, "--max-elements", help="Largest input array a case may make.")
@@ -68,13 +67,13 @@ def run(
     for name, given, known in (("--framework", framework, case_io.FRAMEWORKS), ("--dtype", dtype, case_io.DTYPES)):
         unknown = sorted(set(given or []) - set(known))
         if unknown:
-            err.print(f"error: {name} {', '.join(unknown)} unknown (known: {', '.join(known)})")
+            typer.echo(f"error: {name} {', '.join(unknown)} unknown (known: {', '.join(known)})", err=True)
             raise typer.Exit(2)
     cases, errors = _load(paths, max_elements)
     cases, shape_errors = _shape_errors(cases) if cases else (cases, [])
     errors += shape_errors
     for e in errors:
-        err.print(f"invalid: {e}")
+        typer.echo(f"invalid: {e}", err=True)
     from oracle.runner import environment, run_case
 
     console = Console(width=None if sys.stdout.isatty() else 160)
@@ -102,7 +101,7 @@ def validate(paths: List[Path] = PATHS, max_elements: int = MAX_ELEMENTS) -> Non
     cases, errors = _load(paths, max_elements)
     cases, shape_errors = _shape_errors(cases) if cases else (cases, [])
     for e in errors + shape_errors:
-        err.print(f"invalid: {e}")
+        typer.echo(f"invalid: {e}", err=True)
     for case in cases:
         typer.echo(f"ok: {case.file} ({case.id})")
     raise typer.Exit(2 if errors or shape_errors else 0)

@@ -6,7 +6,6 @@ the first verdict present in SEVERITY, and among those the largest ULP error.
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 
 import mpmath
@@ -46,7 +45,7 @@ def _explain(verdict: str, index: tuple, got, ref: OutputReference, reference: R
 
 
 def _digits(x) -> str:
-    return mpmath.nstr(x, 20, min_fixed=-math.inf, max_fixed=math.inf) if mpmath.isfinite(x) else str(float(x))
+    return mpmath.nstr(x, 20) if mpmath.isfinite(x) else str(float(x))
 
 
 def _failed(base: dict, explanation: str) -> dict:

@@ -1,0 +1,103 @@
+"""The command line: exit codes, the --json contract, validate, schema, lazy framework imports."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+from typer.testing import CliRunner
+
+from oracle.cli import app
+
+runner = CliRunner()
+
+CASE = """\
+id: exp-overflow
+title: exp(z) at z = 100
+kind: loss
+inputs:
+  z: 100.0
+formula: exp(z)
+frameworks: [jax, torch]
+"""
+
+
+def write(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_run_json_contract(tmp_path):
+    path = write(tmp_path, "case.yaml", CASE)
+    result = runner.invoke(app, ["run", str(path), "--json", "--dtype", "float32", "--dtype", "float64"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert set(doc) >= {"oracle_version", "environment", "cases"}
+    assert set(doc["environment"]) >= {"python", "platform", "versions"}
+    assert set(doc["environment"]["versions"]) >= {"jax", "torch", "mpmath"}
+    (case,) = doc["cases"]
+    assert case["id"] == "exp-overflow" and case["file"] == str(path)
+    rows = {(r["framework"], r["dtype"], r["output"]): r for r in case["results"]}
+    assert len(rows) == 8  # 2 frameworks x 2 dtypes x (value, grad.z)
+    keys = {"framework", "impl", "dtype", "output", "shape", "worst_index", "got", "reference", "ulps",
+            "error_bits", "within_tolerance", "verdict", "explanation"}
+    for row in rows.values():
+        assert keys <= set(row)
+        assert row["impl"] == "formula"
+    overflow = rows[("jax", "float32", "value")]
+    # exp(100) = 2.688e43 is beyond float32: the correctly rounded reference is inf, so inf is exact
+    assert overflow["got"] == "inf" and overflow["reference"] == "inf" and overflow["ulps"] == 0
+    assert overflow["reference_digits"] == "2.6881171418161354484e+43"  # e**100
+    exact64 = rows[("torch", "float64", "grad.z")]
+    assert exact64["verdict"] == "ok" and float(exact64["got"]) == 2.6881171418161356e43
+
+
+def test_run_reports_invalid_files_and_runs_the_rest(tmp_path):
+    write(tmp_path, "good.yaml", CASE)
+    write(tmp_path, "bad.yaml", CASE.replace("exp-overflow", "bad").replace("exp(z)", "exp(q)"))
+    result = runner.invoke(app, ["run", str(tmp_path), "--json", "--framework", "jax"])
+    assert result.exit_code == 2
+    doc = json.loads(result.stdout)
+    assert [c["id"] for c in doc["cases"]] == ["exp-overflow"]
+    assert {r["framework"] for r in doc["cases"][0]["results"]} == {"jax"}
+    (invalid,) = doc["invalid"]
+    assert invalid["field"] == "formula" and invalid["line"] == 6 and "unknown name 'q'" in invalid["message"]
+    assert f"invalid: {tmp_path / 'bad.yaml'}:6: formula: unknown name 'q'" in result.stderr
+
+
+def test_validate_and_unknown_options(tmp_path):
+    good = write(tmp_path, "good.yaml", CASE)
+    assert runner.invoke(app, ["validate", str(good)]).exit_code == 0
+    bad = write(tmp_path, "shape.yaml", CASE.replace("z: 100.0", "z: [1.0, 2.0]\n  w: [1.0, 2.0, 3.0]")
+                .replace("exp(z)", "z + w").replace("exp-overflow", "shape"))
+    result = runner.invoke(app, ["validate", str(tmp_path)])
+    assert result.exit_code == 2 and "shape.yaml:7: formula: add got incompatible shapes" in result.stderr
+    assert runner.invoke(app, ["run", str(good), "--framework", "mxnet"]).exit_code == 2
+    assert runner.invoke(app, ["run", str(tmp_path / "missing.yaml")]).exit_code == 2
+
+
+def test_schema_is_json_schema_of_the_case_format():
+    result = runner.invoke(app, ["schema"])
+    schema = json.loads(result.stdout)
+    assert schema["$schema"].startswith("https://json-schema.org/")
+    assert set(schema["required"]) == {"id", "title", "kind", "inputs", "formula"}
+    assert schema["additionalProperties"] is False
+    assert schema["properties"]["kind"]["enum"] == ["logprob", "loss", "kl"]
+
+
+def test_only_requested_frameworks_are_imported(tmp_path):
+    path = write(tmp_path, "case.yaml", CASE)
+    code = textwrap.dedent(f"""
+        import sys
+        from typer.testing import CliRunner
+        from oracle.cli import app
+        result = CliRunner().invoke(app, ["run", {str(path)!r}, "--framework", "jax", "--json"])
+        assert result.exit_code == 0, result.output
+        print(sorted(m for m in ("tensorflow", "torch", "jax") if m in sys.modules))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "['jax']"
