@@ -109,17 +109,17 @@ def _ordinals(x: np.ndarray, f: Format) -> np.ndarray:
 def ulps(got, ref, f: Format) -> np.ndarray:
     """Elementwise distance in representable values of `f` between arrays of `f`'s values.
 
-    +0 and -0 are equal, an infinity equals the same infinity, and NaN against
-    anything, or a finite value against an infinity, is `f.max_ulps`.
+    +0 and -0 are equal, an infinity equals the same infinity, NaN equals NaN, and
+    NaN against anything else, or a finite value against an infinity, is `f.max_ulps`.
     Returns an object array of Python ints (float64 widths overflow int64 math).
     """
     got = np.asarray(got, dtype=f.numpy)
     ref = np.asarray(ref, dtype=f.numpy)
     finite = np.isfinite(got) & np.isfinite(ref)
-    same_inf = np.isinf(got) & (got == ref)
+    same = (np.isinf(got) & (got == ref)) | (np.isnan(got) & np.isnan(ref))
     dist = np.abs(_ordinals(np.where(finite, got, 0), f) - _ordinals(np.where(finite, ref, 0), f))
     worst = np.full(dist.shape, f.max_ulps, dtype=object)
-    worst[same_inf] = 0
+    worst[same] = 0
     return np.where(finite, dist, worst)
 
 
