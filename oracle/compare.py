@@ -38,7 +38,10 @@ def _explain(verdict: str, index: tuple, got, ref: OutputReference, reference: R
                     f"{mpmath.nstr(ref.numeric[index], 8)} disagree (non-differentiable point or a where-gradient trap)")
         return f"reference not certified: successive precisions up to {reference.cap} bits rounded to different {f.name} values"
     if verdict == "domain":
-        return f"the reference is {'undefined' if mpmath.isnan(ref.exact[index]) else 'infinite'} here: {reference.domain[0]}"
+        kind = "undefined" if mpmath.isnan(ref.exact[index]) else "infinite"
+        # a where() may discard some non-finite intermediates: prefer a reason of the same kind
+        reason = next((r for r in reference.domain if kind in r), reference.domain[0])
+        return f"the reference is {kind} here: {reason}"
     if verdict == "discrepancy":
         return f"{bits:.1f} bits wrong: got {got}, correctly rounded {ref.rounded[index]}"
     return ""

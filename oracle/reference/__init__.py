@@ -41,7 +41,7 @@ class OutputReference:
 @dataclass
 class Reference:
     outputs: list[OutputReference]
-    domain: list[str]  # why the reference is infinite or undefined, when it is
+    domain: list[str]  # why the reference is infinite or undefined; empty when every output is finite
     summed: bool
     gradient_check: str
     cap: int  # the highest precision the certification may use
@@ -95,7 +95,8 @@ def compute(program: Program, inputs: dict[str, np.ndarray], f: Format, start: i
         final[k] = np.where(needed[k] > 0, final[k], rounded[k])
     results = [OutputReference(n, e, r, p) for n, e, r, p in zip(names, exact, final, needed)]
     check = _gradient_check(program, inputs, results[1:], f, prec, diff_limit)
-    return Reference(results, interpreter.trace.domain, program.summed, check, cap)
+    all_finite = all(mpmath.isfinite(v) for o in exact for v in o.ravel())
+    return Reference(results, [] if all_finite else interpreter.trace.domain, program.summed, check, cap)
 
 
 def _gradient_check(program: Program, inputs, grads: list[OutputReference], f: Format, prec: int, limit: int) -> str:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from fractions import Fraction
 
 import mpmath
 import numpy as np
@@ -65,6 +66,17 @@ def _known_literal(x: float, dtype: str):
     return None
 
 
+def means_itself(q: Fraction) -> bool:
+    """A literal surely meant as written: an integer below 2**24, or a dyadic with a short odd part (0.5, 0.375).
+
+    A rounded constant (0.1, pi) has a 24- or 53-bit odd part; the chance that one is this short is ~2**-12.
+    """
+    numerator = abs(q.numerator)
+    odd_part = numerator >> ((numerator & -numerator).bit_length() - 1) if numerator else 0
+    integer_ok = q.denominator == 1 and numerator <= 2**24
+    return integer_ok or (q.denominator & (q.denominator - 1) == 0 and odd_part < 2**12)
+
+
 def literal(x, dtype: str):
     """A jaxpr literal as an exact value (see module docstring)."""
     if dtype == "bool" or "int" in dtype:
@@ -72,9 +84,7 @@ def literal(x, dtype: str):
     x = float(x)
     if not math.isfinite(x):
         return _scalar(mpmath.mpf(x))
-    numerator = abs(to_fraction(x).numerator)
-    odd_part = numerator >> ((numerator & -numerator).bit_length() - 1) if numerator else 0
-    if odd_part < 2**12:
+    if means_itself(to_fraction(x)):
         return _scalar(mpmath.mpf(x))
     known = _known_literal(x, dtype)
     if known is None:
@@ -199,7 +209,7 @@ def _trig(fn):
 FLOAT_UNARY = {
     "neg": lambda x: -x, "abs": abs, "sign": _sign, "exp": _exp, "exp2": lambda x: mp.power(2, x),
     "log": _log, "log1p": _log1p, "expm1": _expm1, "sqrt": _sqrt, "rsqrt": _rsqrt,
-    "cbrt": mp.cbrt, "tanh": _tanh, "logistic": _logistic, "sin": _trig(mp.sin), "cos": _trig(mp.cos),
+    "cbrt": lambda x: mp.sign(x) * mp.cbrt(abs(x)), "tanh": _tanh, "logistic": _logistic, "sin": _trig(mp.sin), "cos": _trig(mp.cos),
     "tan": _trig(mp.tan), "erf": lambda x: mp.erf(x) if isfinite(x) else (NAN if _isnan(x) else mp.sign(x) * ONE),
     "erfc": _erfc, "lgamma": _lgamma, "digamma": _digamma, "square": lambda x: x * x,
     "floor": mp.floor, "ceil": mp.ceil,
@@ -294,8 +304,8 @@ class Interpreter:
         return out
 
     def note_domain(self, name: str, ins: list, out: np.ndarray) -> None:
-        """Record the first op that makes a NaN or infinity out of finite operands."""
-        if self.trace.domain:
+        """Record ops that make a NaN or infinity out of finite operands (the first few)."""
+        if len(self.trace.domain) >= 8:
             return
         bad = ~_finite_mask(out)
         if not bad.any():

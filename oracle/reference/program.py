@@ -22,6 +22,7 @@ from jax.interpreters import ad, batching, mlir
 
 from oracle import formula
 from oracle.frameworks import jax as jax_backend
+from oracle.reference.mp_eval import means_itself
 
 # log|det A| and A^-1 as primitives of their own: the interpreter computes them in mpmath.
 logabsdet_p = jcore.Primitive("oracle_logabsdet")
@@ -57,13 +58,13 @@ EXACT_OPS = {
 
 
 def inline(value: Fraction | str) -> bool:
-    """Constants that float32 holds exactly and that a float32 literal may carry."""
+    """Constants a float32 literal carries exactly and that the interpreter reads as exact."""
     if value == "inf":
         return True
     if not isinstance(value, Fraction):
         return False
-    den = value.denominator
-    return den & (den - 1) == 0 and abs(value.numerator) < 2**24 and den <= 2**100
+    in_range = value == 0 or Fraction(1, 2**100) <= abs(value) < 2**100  # a normal float32, far from the edges
+    return in_range and means_itself(value)
 
 
 @dataclass
@@ -88,7 +89,7 @@ def trace(tree: formula.Node, shapes: dict[str, tuple[int, ...]], wrt: list[str]
         env = dict(zip(names, args[: len(names)]))
         slots = dict(zip(constants, args[len(names):]))
         ops = {**formula.OPERATORS, **EXACT_OPS,
-               "constant": lambda v: slots[v] if v in slots else (np.inf if v == "inf" else _literal(v))}
+               "constant": lambda v: slots[v] if v in slots else float(v)}  # float(v) is exact here
         return env, ops
 
     def full(*args):
@@ -106,10 +107,6 @@ def trace(tree: formula.Node, shapes: dict[str, tuple[int, ...]], wrt: list[str]
     full_jaxpr = jax.make_jaxpr(full)(*avals)
     return Program(full_jaxpr, jax.make_jaxpr(summed)(*avals), names, constants, wrt,
                    summed=full_jaxpr.out_avals[0].shape != ())
-
-
-def _literal(value: Fraction):
-    return int(value) if value.denominator == 1 else float(value)  # exact: inline() checked it
 
 
 def output_shape(tree: formula.Node, shapes: dict[str, tuple[int, ...]]) -> tuple[int, ...]:
