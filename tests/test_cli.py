@@ -71,7 +71,7 @@ def test_run_reports_invalid_files_and_runs_the_rest(tmp_path):
 def test_validate_and_unknown_options(tmp_path):
     good = write(tmp_path, "good.yaml", CASE)
     assert runner.invoke(app, ["validate", str(good)]).exit_code == 0
-    bad = write(tmp_path, "shape.yaml", CASE.replace("z: 100.0", "z: [1.0, 2.0]\n  w: [1.0, 2.0, 3.0]")
+    write(tmp_path, "shape.yaml", CASE.replace("z: 100.0", "z: [1.0, 2.0]\n  w: [1.0, 2.0, 3.0]")
                 .replace("exp(z)", "z + w").replace("exp-overflow", "shape"))
     result = runner.invoke(app, ["validate", str(tmp_path)])
     assert result.exit_code == 2 and "shape.yaml:7: formula: add got incompatible shapes" in result.stderr

@@ -59,7 +59,7 @@ KNOWN_CONSTANTS = {
 def _known_literal(x: float, dtype: str):
     f = FORMATS[dtype]
     with mp.workprec(4 * f.precision + 64):
-        for name, value in KNOWN_CONSTANTS.items():
+        for value in KNOWN_CONSTANTS.values():
             for sign in (1, -1):
                 if round_to(sign * value(), f) == x:
                     return sign, value

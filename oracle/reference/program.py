@@ -16,9 +16,8 @@ from fractions import Fraction
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.extend import core as jcore
-from jax.interpreters import ad, batching, mlir
+from jax.interpreters import ad
 
 from oracle import formula
 from oracle.frameworks import jax as jax_backend
