@@ -51,10 +51,11 @@ def _digits(x) -> str:
     return mpmath.nstr(x, 20) if mpmath.isfinite(x) else str(float(x))
 
 
-def _failed(base: dict, explanation: str) -> dict:
+def _without_values(base: dict, verdict: str, explanation: str = "") -> dict:
+    """A row with nothing to compare: the framework failed, or the output is empty."""
     return {**base, "worst_index": None, "got": None, "reference": None, "reference_digits": None, "ulps": None,
-            "error_bits": None, "within_tolerance": False, "verdict": "error", "explanation": explanation,
-            "precision_bits": None, "verdict_counts": {"error": 1}}
+            "error_bits": None, "within_tolerance": verdict == "ok", "verdict": verdict, "explanation": explanation,
+            "precision_bits": None, "verdict_counts": {verdict: 1} if verdict == "error" else {}}
 
 
 def rows(evaluation: Evaluation, reference: Reference, f: Format, tolerance_bits: float) -> list[dict]:
@@ -64,15 +65,15 @@ def rows(evaluation: Evaluation, reference: Reference, f: Format, tolerance_bits
         base = {"framework": evaluation.framework, "impl": "formula", "dtype": f.name, "output": ref.name,
                 "shape": list(ref.rounded.shape)}
         if evaluation.error is not None:
-            out.append(_failed(base, evaluation.error))
+            out.append(_without_values(base, "error", evaluation.error))
             continue
-        got = evaluation.value if ref.name == "value" else evaluation.grads[ref.name.removeprefix("grad.")]
-        got = np.asarray(got, dtype=f.numpy)
-        if got.shape != ref.rounded.shape:
-            out.append(_failed(base, f"output shape {list(got.shape)} differs from the reference's {list(ref.rounded.shape)}"))
+        got = np.asarray(evaluation.value if ref.name == "value" else evaluation.grads[ref.name.removeprefix("grad.")])
+        if got.dtype != f.numpy or got.shape != ref.rounded.shape:  # never cast a framework's answer silently
+            out.append(_without_values(base, "error", f"returned {got.dtype}{list(got.shape)}, expected "
+                                                      f"{f.name}{list(ref.rounded.shape)}"))
             continue
         if got.size == 0:
-            out.append({**_failed(base, ""), "verdict": "ok", "within_tolerance": True, "verdict_counts": {}})
+            out.append(_without_values(base, "ok"))
             continue
         distance = ulps(got, ref.rounded, f)
         verdicts = _component_verdicts(ref, reference, distance, tolerance_bits)

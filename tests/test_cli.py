@@ -101,3 +101,20 @@ def test_only_requested_frameworks_are_imported(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "['jax']"
+
+
+def test_a_wrong_dtype_from_a_framework_is_an_error_not_a_silent_cast():
+    import numpy as np
+
+    from oracle import formula
+    from oracle.compare import rows
+    from oracle.floats import fmt
+    from oracle.frameworks import Evaluation
+    from oracle.reference import compute
+    from oracle.reference.program import trace
+
+    f = fmt("float32")
+    ref = compute(trace(formula.parse("exp(z)", {"z"}), {"z": ()}, ["z"]), {"z": np.float32(1)}, f)
+    value, grad = rows(Evaluation("jax", "float32", np.float64(np.e), {"z": np.float32(np.e)}), ref, f, 5)
+    assert value["verdict"] == "error" and value["explanation"] == "returned float64[], expected float32[]"
+    assert grad["verdict"] == "ok" and grad["ulps"] == 0
