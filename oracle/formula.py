@@ -212,7 +212,17 @@ def evaluate(node: Node, env: Mapping[str, Any], ops: Mapping[str, Callable]) ->
 
     `ops` maps every name in FUNCTIONS and OPERATORS, plus "maximum"/"minimum"
     (two-argument max/min) and "constant" (turns a `Const.value` into a tensor).
+    An optional "scope" entry, a context manager taking the node, wraps every
+    operation (the shadow execution uses it to map jaxpr equations to sub-expressions).
     """
+    scope = ops.get("scope")
+    if scope is not None and not isinstance(node, (Const, Name)):
+        with scope(node):
+            return _evaluate(node, env, ops)
+    return _evaluate(node, env, ops)
+
+
+def _evaluate(node: Node, env: Mapping[str, Any], ops: Mapping[str, Callable]) -> Any:
     match node:
         case Const(value=value):
             return ops["constant"](value)

@@ -245,8 +245,16 @@ def _finite_mask(x: np.ndarray) -> np.ndarray:
 class Interpreter:
     """Evaluate jaxprs in mpmath at the precision of the surrounding `mp.workprec`."""
 
-    def __init__(self):
+    def __init__(self, strict_literals: bool = True):
         self.trace = Trace()
+        # strict: a float literal must mean itself or a known constant (the reference);
+        # lenient: a literal is the float it is (the shadow execution replays code as written)
+        self.strict_literals = strict_literals
+
+    def literal(self, x, dtype: str) -> np.ndarray:
+        if self.strict_literals or dtype == "bool" or "int" in dtype:
+            return literal(x, dtype)
+        return _scalar(mpmath.mpf(float(x)))
 
     def run(self, closed, args: list[np.ndarray]) -> list[np.ndarray]:
         consts = [self.constant(c) for c in closed.consts]
@@ -258,7 +266,7 @@ class Interpreter:
             return c
         out = np.empty(c.shape, dtype=object)
         for index, x in np.ndenumerate(c):
-            out[index] = literal(x, str(c.dtype))[()]
+            out[index] = self.literal(x, str(c.dtype))[()]
         return out
 
     def eval_jaxpr(self, jaxpr, consts: list, args: list) -> list:
@@ -266,7 +274,7 @@ class Interpreter:
 
         def read(v):
             if type(v).__name__ == "Literal":
-                return literal(v.val, str(v.aval.dtype))
+                return self.literal(v.val, str(v.aval.dtype))
             return env[v]
 
         for v, x in zip(jaxpr.constvars, consts):
@@ -274,17 +282,17 @@ class Interpreter:
         for v, x in zip(jaxpr.invars, args):
             env[v] = x
         for eqn in jaxpr.eqns:
-            rule = getattr(self, "p_" + eqn.primitive.name.replace("-", "_"), None)
-            ins = [read(v) for v in eqn.invars]
-            if rule is not None:
-                outs = rule(*ins, **eqn.params)
-            else:
-                outs = self.elementwise(eqn.primitive.name, ins)
-            if not eqn.primitive.multiple_results:
-                outs = [outs]
-            for v, x in zip(eqn.outvars, outs):
-                env[v] = np.asarray(x) if not isinstance(x, np.ndarray) else x
+            for v, x in zip(eqn.outvars, self.apply(eqn, [read(v) for v in eqn.invars])):
+                env[v] = x
         return [read(v) for v in jaxpr.outvars]
+
+    def apply(self, eqn, ins: list) -> list[np.ndarray]:
+        """One equation's outputs (always a list) from its operands."""
+        rule = getattr(self, "p_" + eqn.primitive.name.replace("-", "_"), None)
+        outs = rule(*ins, **eqn.params) if rule is not None else self.elementwise(eqn.primitive.name, ins)
+        if not eqn.primitive.multiple_results:
+            outs = [outs]
+        return [np.asarray(x) if not isinstance(x, np.ndarray) else x for x in outs]
 
     def elementwise(self, name: str, ins: list) -> np.ndarray:
         if name in COMPARE:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -76,10 +77,16 @@ class Program:
     constants: list  # exact values of the trailing arguments (Fraction, "pi", "e")
     wrt: list[str]
     summed: bool  # the formula's result is not a scalar: gradients are of its sum
+    function: Callable  # what `full` traces: (*inputs, *constants) -> [value, *grads]
+    avals: list  # the argument shapes `full` was traced at
 
 
-def trace(tree: formula.Node, shapes: dict[str, tuple[int, ...]], wrt: list[str]) -> Program:
-    """Trace `tree` for inputs of the given shapes (dtypes do not matter: values come later)."""
+def trace(tree: formula.Node, shapes: dict[str, tuple[int, ...]], wrt: list[str],
+          ops: dict[str, Callable] = EXACT_OPS) -> Program:
+    """Trace `tree` for inputs of the given shapes (dtypes do not matter: values come later).
+
+    `ops` is the op table to trace with: the exact definitions for the reference,
+    the JAX backend's own table for the shadow execution of what JAX runs."""
     names = list(shapes)
     constants = list(dict.fromkeys(n.value for n in formula.walk(tree)
                                    if isinstance(n, formula.Const) and not inline(n.value)))
@@ -87,25 +94,25 @@ def trace(tree: formula.Node, shapes: dict[str, tuple[int, ...]], wrt: list[str]
     def split(args):
         env = dict(zip(names, args[: len(names)]))
         slots = dict(zip(constants, args[len(names):]))
-        ops = {**formula.OPERATORS, **EXACT_OPS,
-               "constant": lambda v: slots[v] if v in slots else float(v)}  # float(v) is exact here
-        return env, ops
+        table = {**formula.OPERATORS, **ops,
+                 "constant": lambda v: slots[v] if v in slots else float(v)}  # float(v) is exact here
+        return env, table
 
     def full(*args):
-        env, ops = split(args)
-        value, pullback = jax.vjp(lambda diff: formula.evaluate(tree, {**env, **diff}, ops), {n: env[n] for n in wrt})
+        env, table = split(args)
+        value, pullback = jax.vjp(lambda diff: formula.evaluate(tree, {**env, **diff}, table), {n: env[n] for n in wrt})
         (grads,) = pullback(jnp.ones_like(value))
         return [value] + [grads[n] for n in wrt]
 
     def summed(*args):
-        env, ops = split(args)
-        return jnp.sum(formula.evaluate(tree, env, ops))
+        env, table = split(args)
+        return jnp.sum(formula.evaluate(tree, env, table))
 
     avals = [jax.ShapeDtypeStruct(shapes[n], jnp.float32) for n in names]
     avals += [jax.ShapeDtypeStruct((), jnp.float32)] * len(constants)
     full_jaxpr = jax.make_jaxpr(full)(*avals)
     return Program(full_jaxpr, jax.make_jaxpr(summed)(*avals), names, constants, wrt,
-                   summed=full_jaxpr.out_avals[0].shape != ())
+                   summed=full_jaxpr.out_avals[0].shape != (), function=full, avals=avals)
 
 
 def output_shape(tree: formula.Node, shapes: dict[str, tuple[int, ...]]) -> tuple[int, ...]:
