@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 from rich.console import Console
@@ -21,7 +20,7 @@ PATHS = typer.Argument(..., help="Case files (.yaml) or folders searched recursi
 MAX_ELEMENTS = typer.Option(case_io.DEFAULT_MAX_ELEMENTS, "--max-elements", help="Largest input array a case may make.")
 
 
-def _load(paths: List[Path], max_elements: int) -> tuple[list, list[CaseError]]:
+def _load(paths: list[Path], max_elements: int) -> tuple[list, list[CaseError]]:
     missing = [p for p in paths if not p.exists()]
     cases, errors = case_io.load_all([p for p in paths if p.exists()], max_elements)
     errors += [CaseError(str(p), None, "no such file or folder") for p in missing]
@@ -47,9 +46,9 @@ def _shape_errors(cases: list) -> tuple[list, list[CaseError]]:
 
 @app.command()
 def run(
-    paths: List[Path] = PATHS,
-    framework: Optional[List[str]] = typer.Option(None, "--framework", "-f", help="Only these frameworks (tf, torch, jax); repeatable."),
-    dtype: Optional[List[str]] = typer.Option(None, "--dtype", "-d", help="Evaluate at these dtypes instead of the case's (float32, float64, float16); repeatable."),
+    paths: list[Path] = PATHS,
+    framework: list[str] | None = typer.Option(None, "--framework", "-f", help="Only these frameworks (tf, torch, jax); repeatable."),
+    dtype: list[str] | None = typer.Option(None, "--dtype", "-d", help="Evaluate at these dtypes instead of the case's (float32, float64, float16); repeatable."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON document instead of tables."),
     max_precision: int = typer.Option(4096, "--max-precision", help="Highest mpmath precision (bits) for certifying the reference."),
     max_elements: int = MAX_ELEMENTS,
@@ -91,7 +90,7 @@ def run(
 
 
 @app.command()
-def validate(paths: List[Path] = PATHS, max_elements: int = MAX_ELEMENTS) -> None:
+def validate(paths: list[Path] = PATHS, max_elements: int = MAX_ELEMENTS) -> None:
     """Check case files (schema, inputs, formulas, shapes) without running any framework.
 
     Example: oracle validate cases/

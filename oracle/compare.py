@@ -2,6 +2,8 @@
 
 Each component gets a verdict; a tensor's row describes its worst component:
 the first verdict present in SEVERITY, and among those the largest ULP error.
+Components beyond tolerance, and those whose true value the dtype cannot hold,
+are classified (overflow, underflow, ...) by `oracle.classify`.
 """
 
 from __future__ import annotations
@@ -11,17 +13,21 @@ from collections import Counter
 import mpmath
 import numpy as np
 
+from oracle.classify import FAILURES, Evidence, Verdict, classify
 from oracle.floats import Format, error_bits, ulps
 from oracle.frameworks import Evaluation
 from oracle.reference import OutputReference, Reference
 
-SEVERITY = ("error", "discrepancy", "uncertain", "domain", "ok")
+SEVERITY = ("error", "overflow", "underflow", "cancellation", "mismatch", "ill-conditioning", "uncertain", "domain", "ok")
+MAX_LISTED = 100  # components listed per class in a row
 
 
 def _component_verdicts(ref: OutputReference, reference: Reference, distance: np.ndarray,
                         tolerance_bits: float) -> np.ndarray:
     verdicts = np.full(ref.rounded.shape, "ok", dtype=object)
-    verdicts[np.vectorize(error_bits, otypes=[float])(distance) > tolerance_bits] = "discrepancy"
+    verdicts[np.vectorize(error_bits, otypes=[float])(distance) > tolerance_bits] = "wrong"
+    unrepresentable = np.isinf(ref.rounded) | ((ref.rounded == 0) & np.vectorize(bool, otypes=[bool])(ref.exact))
+    verdicts[unrepresentable & np.vectorize(mpmath.isfinite, otypes=[bool])(ref.exact)] = "wrong"
     non_finite = np.vectorize(lambda v: not mpmath.isfinite(v), otypes=[bool])(ref.exact)
     if reference.domain:
         verdicts[non_finite] = "domain"
@@ -31,7 +37,7 @@ def _component_verdicts(ref: OutputReference, reference: Reference, distance: np
     return verdicts
 
 
-def _explain(verdict: str, index: tuple, got, ref: OutputReference, reference: Reference, bits: float, f: Format) -> str:
+def _explain(verdict: str, index: tuple, ref: OutputReference, reference: Reference, f: Format) -> str:
     if verdict == "uncertain":
         if ref.numeric_agrees is not None and not ref.numeric_agrees[index]:
             return (f"AD reference {mpmath.nstr(ref.exact[index], 8)} and numerical derivative "
@@ -42,8 +48,6 @@ def _explain(verdict: str, index: tuple, got, ref: OutputReference, reference: R
         # a where() may discard some non-finite intermediates: prefer a reason of the same kind
         reason = next((r for r in reference.domain if kind in r), reference.domain[0])
         return f"the reference is {kind} here: {reason}"
-    if verdict == "discrepancy":
-        return f"{bits:.1f} bits wrong: got {got}, correctly rounded {ref.rounded[index]}"
     return ""
 
 
@@ -54,14 +58,16 @@ def _digits(x) -> str:
 def _without_values(base: dict, verdict: str, explanation: str = "") -> dict:
     """A row with nothing to compare: the framework failed, or the output is empty."""
     return {**base, "worst_index": None, "got": None, "reference": None, "reference_digits": None, "ulps": None,
-            "error_bits": None, "within_tolerance": verdict == "ok", "verdict": verdict, "explanation": explanation,
-            "precision_bits": None, "verdict_counts": {verdict: 1} if verdict == "error" else {}}
+            "error_bits": None, "within_tolerance": verdict == "ok", "verdict": verdict, "inherent": None,
+            "explanation": explanation, "cause": None, "kappa": None, "precision_bits": None,
+            "verdict_counts": {verdict: 1} if verdict == "error" else {}, "components": {}}
 
 
-def rows(evaluation: Evaluation, reference: Reference, f: Format, tolerance_bits: float) -> list[dict]:
+def rows(evaluation: Evaluation, reference: Reference, evidence: Evidence) -> list[dict]:
     """One result row per output tensor of `evaluation` against `reference`."""
+    f, tolerance_bits = evidence.f, evidence.tolerance_bits
     out = []
-    for ref in reference.outputs:
+    for k, ref in enumerate(reference.outputs):
         base = {"framework": evaluation.framework, "impl": "formula", "dtype": f.name, "output": ref.name,
                 "shape": list(ref.rounded.shape)}
         if evaluation.error is not None:
@@ -77,9 +83,16 @@ def rows(evaluation: Evaluation, reference: Reference, f: Format, tolerance_bits
             continue
         distance = ulps(got, ref.rounded, f)
         verdicts = _component_verdicts(ref, reference, distance, tolerance_bits)
+        classified = {index: classify(k, ref.name, index, float(got[index]), ref.exact[index], float(ref.rounded[index]),
+                                      evidence)
+                      for index in (tuple(int(j) for j in i) for i in np.argwhere(verdicts == "wrong"))}
+        for index, v in classified.items():
+            verdicts[index] = v.verdict
         verdict = next(v for v in SEVERITY if (verdicts == v).any())
         index = max((tuple(int(i) for i in k) for k in np.argwhere(verdicts == verdict)), key=lambda k: distance[k])
         bits = error_bits(int(distance[index]))
+        why = classified.get(index) or Verdict(verdict, explanation=_explain(verdict, index, ref, reference, f))
+        kappa = None if evidence.kappa is None else evidence.kappa[k][index]
         out.append({
             **base,
             "worst_index": list(index),
@@ -90,8 +103,20 @@ def rows(evaluation: Evaluation, reference: Reference, f: Format, tolerance_bits
             "error_bits": repr(round(bits, 4)),
             "within_tolerance": bool(bits <= tolerance_bits),
             "verdict": verdict,
-            "explanation": _explain(verdict, index, got[index], ref, reference, bits, f),
+            "inherent": why.inherent,
+            "explanation": why.explanation,
+            "cause": why.cause,
+            "kappa": None if kappa is None else mpmath.nstr(kappa, 4),
             "precision_bits": int(ref.precision.max()),
             "verdict_counts": dict(Counter(verdicts.ravel().tolist())),
+            "components": _components(verdicts),
         })
     return out
+
+
+def _components(verdicts: np.ndarray) -> dict[str, list]:
+    """Each failure class's component indices (the first MAX_LISTED), for tensors with more than one element."""
+    if verdicts.size == 1:
+        return {}
+    return {v: [list(map(int, i)) for i in np.argwhere(verdicts == v)[:MAX_LISTED]]
+            for v in FAILURES if (verdicts == v).any()}

@@ -13,6 +13,7 @@ from fractions import Fraction
 
 import numpy as np
 
+
 @dataclass(frozen=True)
 class Format:
     """An IEEE-754 binary format: `precision` significand bits, normal exponents emin..emax."""

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import ast
 import operator
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
-from typing import Any, Callable, Mapping
+from typing import Any
 
 MAX_LENGTH = 10_000
 
@@ -27,6 +28,7 @@ FUNCTIONS: dict[str, tuple[int, int, bool]] = {
     "max": (1, 2, True),  # max(x) reduces, max(a, b) is elementwise
     "min": (1, 2, True),
     "where": (3, 3, False),
+    "hypot": (2, 2, False),  # sqrt(a**2 + b**2) without overflow or underflow of the squares
     "matmul": (2, 2, False),
     "solve_triangular": (2, 2, False),  # solve L y = b for lower-triangular L
 }

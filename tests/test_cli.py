@@ -107,6 +107,7 @@ def test_a_wrong_dtype_from_a_framework_is_an_error_not_a_silent_cast():
     import numpy as np
 
     from oracle import formula
+    from oracle.classify import Evidence
     from oracle.compare import rows
     from oracle.floats import fmt
     from oracle.frameworks import Evaluation
@@ -115,6 +116,7 @@ def test_a_wrong_dtype_from_a_framework_is_an_error_not_a_silent_cast():
 
     f = fmt("float32")
     ref = compute(trace(formula.parse("exp(z)", {"z"}), {"z": ()}, ["z"]), {"z": np.float32(1)}, f)
-    value, grad = rows(Evaluation("jax", "float32", np.float64(np.e), {"z": np.float32(np.e)}), ref, f, 5)
+    evidence = Evidence("jax", f, 5, {"flush_to_zero": True, "denormals_are_zero": True})
+    value, grad = rows(Evaluation("jax", "float32", np.float64(np.e), {"z": np.float32(np.e)}), ref, evidence)
     assert value["verdict"] == "error" and value["explanation"] == "returned float64[], expected float32[]"
     assert grad["verdict"] == "ok" and grad["ulps"] == 0

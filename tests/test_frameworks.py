@@ -7,7 +7,7 @@ import pytest
 
 from oracle import formula
 from oracle.floats import fmt
-from oracle.frameworks import BACKENDS, evaluate
+from oracle.frameworks import BACKENDS, evaluate, subnormal_mode
 
 F32 = fmt("float32")
 
@@ -69,3 +69,14 @@ def test_a_framework_error_is_reported_not_raised(framework):
 
 def test_unknown_framework_is_an_error_row():
     assert "unknown framework 'mxnet'" in run("x", "mxnet", x=1.0).error
+
+
+@pytest.mark.parametrize("framework, flushes", [("tf", True), ("torch", False), ("jax", True)])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_flush_to_zero_is_detected_per_framework(framework, flushes, dtype):
+    """XLA (jax) and TF's CPU kernels flush subnormals; torch keeps them (measured on CPU, this machine's kind)."""
+    mode = subnormal_mode(framework, fmt(dtype))
+    assert mode == {"flush_to_zero": flushes, "denormals_are_zero": flushes}
+    tiny = np.finfo(dtype).tiny  # and the detection agrees with what a formula run returns
+    halved = run("x * 0.5", framework, dtype, x=tiny).value
+    assert (halved == 0) == flushes and (halved == tiny / 2 or flushes)

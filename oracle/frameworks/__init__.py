@@ -73,6 +73,21 @@ def evaluate(tree: formula.Node, framework: str, inputs: dict[str, np.ndarray], 
     return result
 
 
+@cache
+def subnormal_mode(framework: str, f: Format) -> dict[str, bool]:
+    """How the framework treats subnormals at run time, measured, not assumed (XLA and TF on CPU flush them).
+
+    flush_to_zero: a product whose exact result is subnormal comes back as 0;
+    denormals_are_zero: a subnormal operand is read as 0."""
+    def product(a: float, b: float) -> float:  # through the shared driver: JAX needs x64 enabled for float64
+        value, _ = backend(framework).value_and_grads(lambda x: x["a"] * x["b"], {
+            "a": np.asarray(a, f.numpy), "b": np.asarray(b, f.numpy)}, [])
+        return float(value)
+
+    products = product(float(f.min_normal), 0.5), product(float(f.min_normal / 2 ** (f.precision - 1)), 1.0)
+    return {"flush_to_zero": float(products[0]) == 0.0, "denormals_are_zero": float(products[1]) == 0.0}
+
+
 def versions(frameworks) -> dict[str, str]:
     """Installed versions of the named frameworks (imports them)."""
     return {PACKAGES[name]: backend(name).version() for name in frameworks}

@@ -22,6 +22,7 @@ OPS = {
     "max": lambda x, axis=None: jnp.max(x, axis=axis),
     "min": lambda x, axis=None: jnp.min(x, axis=axis),
     "maximum": jnp.maximum, "minimum": jnp.minimum, "where": jnp.where, "matmul": jnp.matmul,
+    "hypot": jnp.hypot,
     "solve_triangular": lambda a, b: jsl.solve_triangular(a, b, lower=True),
 }
 

@@ -38,6 +38,30 @@ def _solve_triangular(a, b):
     return tf.linalg.triangular_solve(a, b, lower=True)
 
 
+@tf.custom_gradient
+def _hypot_same_shape(x, y):
+    a, b = tf.math.abs(x), tf.math.abs(y)
+    hi, lo = tf.math.maximum(a, b), tf.math.minimum(a, b)
+    zero = tf.math.equal(hi, 0)
+    ratio = lo / tf.where(zero, tf.ones_like(hi), hi)
+    out = tf.where(zero, hi, hi * tf.math.sqrt(1 + tf.math.square(ratio)))
+    out = tf.where(tf.math.logical_or(tf.math.is_inf(a), tf.math.is_inf(b)), tf.constant(float("inf"), out.dtype), out)
+
+    def grad(upstream):  # x / hypot is at most 1: no 1/hi**2 to overflow or flush to zero
+        safe = tf.where(tf.math.equal(out, 0), tf.ones_like(out), out)
+        return upstream * (x / safe), upstream * (y / safe)
+
+    return out, grad
+
+
+def _hypot(x, y):
+    """sqrt(x**2 + y**2) as max * sqrt(1 + (min/max)**2), gradient x / hypot (0 at the origin).
+
+    TF has no stable hypot (tf.experimental.numpy.hypot squares its arguments and overflows)."""
+    shape = tf.broadcast_dynamic_shape(tf.shape(x), tf.shape(y))
+    return _hypot_same_shape(tf.broadcast_to(x, shape), tf.broadcast_to(y, shape))
+
+
 OPS = {
     "exp": tf.math.exp, "log": tf.math.log, "log1p": tf.math.log1p, "expm1": tf.math.expm1,
     "sqrt": tf.math.sqrt, "square": tf.math.square, "abs": tf.math.abs, "sin": tf.math.sin,
@@ -55,7 +79,7 @@ OPS = {
     "max": lambda x, axis=None: tf.math.reduce_max(x, axis=axis),
     "min": lambda x, axis=None: tf.math.reduce_min(x, axis=axis),
     "maximum": tf.math.maximum, "minimum": tf.math.minimum, "where": tf.where,
-    "matmul": _matmul, "solve_triangular": _solve_triangular,
+    "matmul": _matmul, "solve_triangular": _solve_triangular, "hypot": _hypot,
 }
 
 

@@ -30,7 +30,7 @@ OPS = {
     "logsumexp": _reduce(torch.logsumexp), "sum": _reduce(torch.sum), "mean": _reduce(torch.mean),
     "max": _reduce(torch.amax), "min": _reduce(torch.amin),
     "maximum": torch.maximum, "minimum": torch.minimum, "where": torch.where,
-    "matmul": torch.matmul, "solve_triangular": _solve_triangular,
+    "matmul": torch.matmul, "solve_triangular": _solve_triangular, "hypot": torch.hypot,
 }
 
 

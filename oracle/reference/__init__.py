@@ -66,30 +66,33 @@ def _arguments(program: Program, inputs: dict[str, np.ndarray], prec: int) -> li
 
 def compute(program: Program, inputs: dict[str, np.ndarray], f: Format, start: int = START_PRECISION,
             cap: int = MAX_PRECISION, diff_limit: int = DIFF_LIMIT) -> Reference:
-    """Evaluate at doubling precisions until each component rounds to `f` the same way twice."""
+    """Evaluate at doubling precisions until each component rounds to `f` the same way twice
+    (runs where it may come from a cancelled absorption do not count; see mp_eval.Trace)."""
     names = ["value"] + [f"grad.{n}" for n in program.wrt]
     exact: list = [None] * len(names)
     final: list = [None] * len(names)
     needed: list = [None] * len(names)
-    previous = None
+    previous = previous_unsure = None
     prec = max(start, 2 * f.precision)  # exact inputs need >= 53 bits anyway
     while True:
         interpreter = Interpreter()
         with mp.workprec(prec):
             outs = interpreter.run(program.full, _arguments(program, inputs, prec))
         rounded = [round_array(o, f) for o in outs]
-        if previous is None:
+        # a NaN that a cancelled absorption may have caused vouches for nothing at this precision
+        unsure = [np.isnan(r) if interpreter.trace.hidden_cancellation else np.zeros(r.shape, bool) for r in rounded]
+        if exact[0] is None:
             needed = [np.zeros(o.shape, dtype=int) for o in outs]
             exact, final = list(outs), list(rounded)
-        else:
+        if previous is not None:
             for k, (old, new) in enumerate(zip(previous, rounded)):
-                fresh = _same(old, new) & (needed[k] == 0)
+                fresh = _same(old, new) & (needed[k] == 0) & ~unsure[k] & ~previous_unsure[k]
                 needed[k][fresh] = prec // 2
                 exact[k] = np.where(fresh, outs[k], exact[k])
                 final[k] = np.where(fresh, new, final[k])
         if all((n > 0).all() for n in needed) or prec * 2 > cap:
             break
-        previous, prec = rounded, prec * 2
+        previous, previous_unsure, prec = rounded, unsure, prec * 2
     for k in range(len(names)):  # components never certified keep the highest-precision attempt
         exact[k] = np.where(needed[k] > 0, exact[k], outs[k])
         final[k] = np.where(needed[k] > 0, final[k], rounded[k])

@@ -36,9 +36,16 @@ class InexactLiteral(ValueError):
 
 @dataclass
 class Trace:
-    """What the interpreter noticed: where the exact computation left the finite numbers."""
+    """What the interpreter noticed: where the exact computation left the finite numbers, and
+    whether an addition absorbed an operand whose loss a later subtraction exposed as an exact 0.
+
+    Two precisions that both absorb the same operand agree on a wrong value. Such a
+    `hidden_cancellation` zero is replaced by NaN, so every output it reaches is NaN
+    and reference.compute does not certify it from this run; a where() that
+    discards it leaves the other outputs certifiable."""
 
     domain: list[str] = field(default_factory=list)
+    hidden_cancellation: list[str] = field(default_factory=list)
 
 
 NAN = mpmath.mpf("nan")
@@ -219,6 +226,16 @@ FLOAT_BINARY = {
     "mul": lambda a, b: a * b, "div": _div, "pow": _pow, "max": _max, "min": _min,
     "atan2": mp.atan2, "polygamma": _polygamma,
 }
+ABSORBING = ("add", "add_any", "sub")
+# Functions that never reach 0, 1 or -1 at a finite nonzero argument: such a result means the
+# precision absorbed the difference (logistic(200) == 1), as an addition absorbs an operand.
+SATURATING = ("logistic", "tanh", "erf", "erfc", "exp", "expm1", "cos")
+
+
+def _saturated(x: np.ndarray, out: np.ndarray) -> np.ndarray:
+    x = np.broadcast_to(x, out.shape)
+    special = (out == 0) | (out == 1) | (out == -1)
+    return special & (x != 0) & _finite_mask(x)
 COMPARE = {"eq": np.equal, "ne": np.not_equal, "lt": np.less, "le": np.less_equal, "gt": np.greater, "ge": np.greater_equal}
 INTEGER = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "max": np.maximum, "min": np.minimum,
            "neg": np.negative, "abs": np.abs, "sign": np.sign, "rem": np.remainder}
@@ -247,6 +264,7 @@ class Interpreter:
 
     def __init__(self, strict_literals: bool = True):
         self.trace = Trace()
+        self.absorbed: dict[int, np.ndarray] = {}  # id -> array holding a value an addition absorbed (kept alive)
         # strict: a float literal must mean itself or a known constant (the reference);
         # lenient: a literal is the float it is (the shadow execution replays code as written)
         self.strict_literals = strict_literals
@@ -282,9 +300,32 @@ class Interpreter:
         for v, x in zip(jaxpr.invars, args):
             env[v] = x
         for eqn in jaxpr.eqns:
-            for v, x in zip(eqn.outvars, self.apply(eqn, [read(v) for v in eqn.invars])):
+            ins = [read(v) for v in eqn.invars]
+            outs = self.apply(eqn, ins)
+            if eqn.primitive.name in ABSORBING:
+                self.watch_absorption(eqn.primitive.name, ins, outs[0])
+            elif eqn.primitive.name in SATURATING and _is_float(ins[0]) and _saturated(ins[0], outs[0]).any():
+                self.absorbed[id(outs[0])] = outs[0]
+            elif any(id(x) in self.absorbed for x in ins):
+                for x in outs:
+                    self.absorbed[id(x)] = x
+            for v, x in zip(eqn.outvars, outs):
                 env[v] = x
         return [read(v) for v in jaxpr.outvars]
+
+    def watch_absorption(self, name: str, ins: list, out: np.ndarray) -> None:
+        """Taint what an addition absorbed; record a subtraction of tainted operands that cancels to exactly 0."""
+        if not all(_is_float(x) for x in ins):
+            return
+        a, b = (np.broadcast_to(x, out.shape) for x in ins)
+        nonzero_a, nonzero_b = a != 0, b != 0
+        tainted = any(id(x) in self.absorbed for x in ins)
+        hidden = nonzero_a & nonzero_b & (out == 0) if tainted else False
+        if np.any(hidden):  # poison the zero: outputs it reaches become NaN and are not certified at this precision
+            out[hidden] = NAN
+            self.trace.hidden_cancellation.append(f"{name} cancelled to 0 after an absorbed addition")
+        if tainted or (((out == a) & nonzero_b) | ((out == b) & nonzero_a)).any():
+            self.absorbed[id(out)] = out
 
     def apply(self, eqn, ins: list) -> list[np.ndarray]:
         """One equation's outputs (always a list) from its operands."""

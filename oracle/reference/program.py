@@ -11,9 +11,9 @@ primitives the interpreter need not know (diag's gather, slogdet's pivoted LU).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -37,7 +37,14 @@ def _logabsdet_jvp(primals, tangents):
     return logabsdet_p.bind(a), jnp.sum(jnp.swapaxes(inverse_p.bind(a), -1, -2) * da, axis=(-2, -1))
 
 
+def _inverse_jvp(primals, tangents):
+    (a,), (da,) = primals, tangents
+    inverse = inverse_p.bind(a)
+    return inverse, -inverse @ da @ inverse  # d(A^-1) = -A^-1 dA A^-1 (second derivatives of logdet)
+
+
 ad.primitive_jvps[logabsdet_p] = _logabsdet_jvp
+ad.primitive_jvps[inverse_p] = _inverse_jvp
 
 
 def _diag(x):

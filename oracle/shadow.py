@@ -1,0 +1,482 @@
+"""Shadow execution: replay JAX's own computation of a case op by op, in floats and exactly, and name the op to blame.
+
+The formula is traced with the JAX backend's op table (forward pass and the vjp's
+backward pass in one jaxpr), every sub-expression under a named scope. The walk
+recurses into jit / closed_call / custom_jvp_call / custom_vjp_call / checkpoint
+bodies, so every record is one first-order primitive, and evaluates it three ways:
+
+- float: the primitive bound eagerly on the shadow's own float operands (XLA on
+  CPU, which flushes subnormal results to zero and reads subnormal operands as
+  zero, as the framework run does);
+- exact: the mpmath interpreter on the exact operands, at the given precision;
+- local: the primitive bound on the exact operands correctly rounded to their
+  format, i.e. what the float op does with the best operands it could have had.
+
+local_bits = log2(1 + ulps(local, round(exact))) is the op's own error. With X the
+exact result, R = round(X), F the float result and Y the op applied exactly to the
+float operands, each float element gets at most one event, the first rule that applies:
+
+- overflow: X is finite and R is infinite (inherent: the exact value itself is
+  beyond the largest finite number); or R is finite and Y is finite but rounds to
+  an infinity (the float op overflowed on operands that carried error; a pole
+  such as log(0) or 1/0 is not an overflow).
+- underflow: X is nonzero and |R| is below the smallest normal number (inherent;
+  `flushed` when F is 0 though R is a nonzero subnormal: XLA flushed the result);
+  or R is normal and Y is a nonzero below the smallest normal (the float op
+  underflowed; 1 - 1 == 0 is no underflow).
+- then, only where local_bits > threshold_bits (default 5, a case's usual tolerance):
+  - overflow / underflow: an exact operand rounds to an infinity / to zero or a
+    subnormal (`flushed`: XLA reads a subnormal operand as 0). The op gets an
+    out-of-range value back into range wrongly: Herbie's "rescue" patterns;
+  - cancellation: add/sub/add_any/reduce_sum whose largest exact operand is more
+    than CANCELLATION_RATIO (100) times |X| (Herbie's explain rule) while some
+    exact operand is not representable. An absorption such as 1 + 1e-30 == 1 has no
+    local error itself; it is blamed where it matters: at the later op that
+    cancels (cancellation) or amplifies (sensitivity) the lost part;
+  - sensitivity: some exact operand is not representable, so the op's error is
+    its ill-conditioning amplifying that rounding (log near 1, sin of a large
+    number, a subtraction cancelling less than 100-fold);
+  - inaccurate: every exact operand is representable: the float op itself is off.
+
+`Shadow.root_cause` blames the earliest op, in evaluation order, on the path to the
+output element (dependency ancestry, element by element through elementwise ops,
+the picked case of a select, broadcasts and reshapes; every element elsewhere) that
+has an event there. An inherent event (the exact intermediate itself out of range)
+is blamed only if it is rescued, i.e. an op on the path that depends on it has a
+range event of its own, and never when the output's exact value leaves the range
+the same way (it rounds to an infinity / is a nonzero below the smallest normal):
+then no float result could be right. So exp(-200) lost in 1 + exp(-200) is not
+blamed, while exp(100) in log(1 + exp(100)) is.
+
+Where an op came from: `where` is the innermost formula scope's sub-expression text;
+`source` the innermost JAX library frame outside its tracing machinery (e.g.
+jax/_src/lax/other.py:273 (logaddexp)), None for primitives whose frames JAX does
+not keep. `transpose(` in the name stack marks the backward pass.
+
+Limits: the exact side evaluates JAX's algorithm as written, so an approximation
+inside it (a truncated series) has no local error; it is exact only to `prec` bits,
+so an addition of operands more than `prec` bits apart absorbs there too; XLA
+compiles a jitted library function (softplus) as a whole and may fuse it, which the
+op-by-op replay does not (the shadow's outputs say whether it reproduced the run).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import jax
+import mpmath
+import numpy as np
+from jax.extend import core as jcore
+from mpmath import mp
+
+from oracle import formula
+from oracle.floats import FORMATS, Format, error_bits, round_to, ulps
+from oracle.frameworks import jax as jax_backend
+from oracle.frameworks import rounded_constant
+from oracle.reference import _arguments, mp_eval, round_array
+from oracle.reference import program as reference_program
+from oracle.reference.mp_eval import Interpreter, UnsupportedPrimitive, to_mp
+
+KINDS = ("overflow", "underflow", "cancellation", "sensitivity", "inaccurate")
+DEFAULT_THRESHOLD_BITS = 5.0
+CANCELLATION_RATIO = 100
+
+_SCOPE = "formula"  # named scopes formula0, formula1, ...: node text can contain "/", the name-stack separator
+_CALLS = {"jit", "pjit", "closed_call", "core_call", "custom_jvp_call", "custom_vjp_call", "custom_vjp_call_jaxpr",
+          "remat", "remat2", "checkpoint"}
+_ADDITIVE = {"add", "add_any", "sub", "reduce_sum"}
+_RANGE_KINDS = ("overflow", "underflow")
+_ELEMENTWISE = (set(mp_eval.FLOAT_UNARY) | set(mp_eval.FLOAT_BINARY) | set(mp_eval.COMPARE) | set(mp_eval.LOGICAL)
+                | set(mp_eval.INTEGER) | {"select_n", "clamp", "integer_pow", "convert_element_type", "is_finite",
+                                         "stop_gradient", "copy", "copy_p"})
+# JAX's tracing machinery and thin primitive wrappers: skipped when locating the code behind an equation.
+_MACHINERY = re.compile(r"/jax/_src/(core|source_info_util|pjit|api|api_util|linear_util|traceback_util"
+                        r"|custom_derivatives|dispatch|util|tree_util|interpreters/\w+|lax/lax|numpy/array_methods"
+                        r"|numpy/ufunc_api)\.py$")
+
+
+class ShadowUnavailable(RuntimeError):
+    """The computation uses a primitive the exact interpreter lacks (gather, lu, custom_linear_solve, ...)."""
+
+    def __init__(self, primitive: str):
+        super().__init__(f"shadow execution unavailable: no exact rule for primitive '{primitive}'")
+        self.primitive = primitive
+
+
+@dataclass
+class Op:
+    """One output of one first-order primitive, as the float, exact and local replays computed it."""
+
+    index: int  # position in evaluation order (`Shadow.ops[index]`)
+    primitive: str
+    params: dict
+    where: str  # the innermost formula sub-expression, else `source`
+    source: str | None  # the JAX library line that emitted it; None where JAX kept no such frame
+    direction: str  # "forward" or "backward" (the vjp's transposed ops)
+    args: tuple[int | None, ...]  # the op producing each operand; None for inputs, constants and literals
+    float_operands: tuple[np.ndarray, ...]
+    exact_operands: tuple[np.ndarray, ...]  # mpf for float operands
+    float_value: np.ndarray
+    exact_value: np.ndarray
+    local_value: np.ndarray | None  # None where the result is not a float
+    local_bits: np.ndarray | None
+    events: np.ndarray  # per element: "" or one of KINDS
+    inherent: np.ndarray  # per element: the event is the exact value itself leaving the normal range
+    flushed: np.ndarray  # per element: the underflow is XLA flushing a subnormal result or operand to zero
+
+
+@dataclass
+class Blame:
+    """The root cause of one output element's error."""
+
+    op: Op
+    element: tuple[int, ...]  # the element of `op` where the event is
+    kind: str  # one of KINDS
+    flushed: bool  # an underflow that is XLA flushing a subnormal to zero
+    operands: tuple[tuple[str, str], ...]  # (float, exact) per operand at that element; all of it if not elementwise
+    explanation: str  # one sentence, with the numbers
+
+    @property
+    def where(self) -> str:
+        return self.op.where
+
+
+@dataclass
+class Shadow:
+    ops: list[Op]
+    output_names: list[str]  # "value", "grad.<input>"
+    outputs: list[np.ndarray]  # the shadow's float outputs: should equal the framework's
+    exact_outputs: list[np.ndarray]
+    output_ops: list[int | None]  # the op producing each output; None when it is an input or constant
+    format: Format
+
+    def root_cause(self, output: int, index: tuple[int, ...] = ()) -> Blame | None:
+        """The earliest op with an event on the path to `outputs[output][index]` (see the module docstring)."""
+        final = _out_of_range(self.exact_outputs[output][index], self.format)
+        masks = self._ancestry(output, index)
+        for i, mask in sorted(masks.items()):
+            op = self.ops[i]
+            for element in np.argwhere(mask & (op.events != "")):
+                element = tuple(int(k) for k in element)
+                kind = op.events[element]
+                if op.inherent[element] and (final == ("overflow" if kind == "overflow" else "underflow")
+                                             or not self._rescued(i, masks)):
+                    continue
+                return _blame(op, element, kind, self.format)
+        return None
+
+    def _rescued(self, start: int, masks: dict[int, np.ndarray]) -> bool:
+        """Does an op on the path that depends on op `start` have a range event of its own (not inherent)?"""
+        descendants = {start}
+        for i in sorted(k for k in masks if k > start):
+            op = self.ops[i]
+            if any(arg in descendants for arg in op.args):
+                descendants.add(i)
+                own = masks[i] & np.isin(op.events, _RANGE_KINDS) & ~op.inherent
+                if own.any():
+                    return True
+        return False
+
+    def _ancestry(self, output: int, index: tuple[int, ...]) -> dict[int, np.ndarray]:
+        """For each op on the path to the output element, the mask of its elements the element depends on."""
+        start = self.output_ops[output]
+        if start is None:
+            return {}
+        masks = {start: np.zeros(self.ops[start].float_value.shape, dtype=bool)}
+        masks[start][index] = True
+        for i in range(start, -1, -1):
+            if i not in masks or not masks[i].any():
+                continue
+            op = self.ops[i]
+            for position, (arg, operand) in enumerate(zip(op.args, op.float_operands)):
+                if arg is not None:
+                    needed = _operand_mask(op, masks[i], position, operand.shape)
+                    masks[arg] = masks[arg] | needed if arg in masks else needed
+        return masks
+
+
+def run(tree: formula.Node, inputs: dict[str, np.ndarray], wrt: list[str], f: Format, prec: int,
+        threshold_bits: float = DEFAULT_THRESHOLD_BITS) -> Shadow:
+    """Replay JAX's computation of `tree` (value and gradients of its sum) on `inputs` (already rounded to `f`).
+
+    `prec` is the exact side's working precision in bits (the reference's certified
+    precision is a good choice). Raises ShadowUnavailable for primitives the exact
+    interpreter lacks."""
+    if prec < 2 * f.precision:
+        raise ValueError(f"prec={prec} bits cannot carry {f.name} values exactly; use at least {2 * f.precision}")
+    texts: list[str] = []
+
+    def scope(node: formula.Node):
+        texts.append(node.text)
+        return jax.named_scope(f"{_SCOPE}{len(texts) - 1}")
+
+    with jax.enable_x64(f.width == 64):
+        program = reference_program.trace(tree, {n: np.shape(v) for n, v in inputs.items()}, wrt,
+                                          ops={**jax_backend.OPS, "scope": scope})
+        closed = jax.make_jaxpr(program.function)(*[jax.ShapeDtypeStruct(a.shape, f.numpy) for a in program.avals])
+        floats = [np.asarray(inputs[n], dtype=f.numpy) for n in program.input_names]
+        floats += [np.asarray(rounded_constant(c, f), dtype=f.numpy) for c in program.constants]
+        replay = _Replay(threshold_bits, texts)
+        with mp.workprec(prec):
+            args = [_Value(x, e, None) for x, e in zip(floats, _arguments(program, inputs, prec))]
+            outs = replay.jaxpr(closed.jaxpr, [replay.constant(c) for c in closed.consts], args, "")
+    return Shadow(replay.ops, ["value"] + [f"grad.{n}" for n in wrt], [o.float_value for o in outs],
+                  [o.exact_value for o in outs], [o.op for o in outs], f)
+
+
+class _Value(NamedTuple):
+    float_value: np.ndarray
+    exact_value: np.ndarray
+    op: int | None  # the producing op
+
+
+class _Replay:
+    """Walks a jaxpr like jax.core.eval_jaxpr, recording an Op for every output of every first-order equation."""
+
+    def __init__(self, threshold_bits: float, texts: list[str]):
+        self.threshold_bits = threshold_bits
+        self.texts = texts
+        self.interpreter = Interpreter(strict_literals=False)  # a literal is the float it is
+        self.ops: list[Op] = []
+
+    def constant(self, c) -> _Value:
+        return _Value(np.asarray(c), self.interpreter.constant(c), None)
+
+    def jaxpr(self, jaxpr, consts: list[_Value], args: list[_Value], stack: str) -> list[_Value]:
+        env = dict(zip(jaxpr.constvars, consts)) | dict(zip(jaxpr.invars, args))
+
+        def read(v) -> _Value:
+            if isinstance(v, jcore.Literal):
+                dtype = np.dtype(v.aval.dtype)
+                return _Value(np.asarray(v.val, dtype=dtype), self.interpreter.literal(v.val, dtype.name), None)
+            return env[v]
+
+        for eqn in jaxpr.eqns:
+            ins = [read(v) for v in eqn.invars]
+            names = "/".join(s for s in (stack, str(eqn.source_info.name_stack)) if s)
+            if eqn.primitive.name in _CALLS:
+                body = eqn.params.get("call_jaxpr") or eqn.params.get("fun_jaxpr") or eqn.params["jaxpr"]
+                consts = [self.constant(c) for c in getattr(body, "consts", [])]
+                outs = self.jaxpr(getattr(body, "jaxpr", body), consts, ins, names)
+            else:
+                outs = self.apply(eqn, ins, names)
+            env.update(zip(eqn.outvars, outs))
+        return [read(v) for v in jaxpr.outvars]
+
+    def apply(self, eqn, ins: list[_Value], names: str) -> list[_Value]:
+        """One first-order equation: float, exact, local, and exact on the float operands; an Op per output."""
+        try:
+            exacts = self.interpreter.apply(eqn, [x.exact_value for x in ins])
+        except UnsupportedPrimitive:
+            raise ShadowUnavailable(eqn.primitive.name) from None
+        floats = _bind(eqn, [x.float_value for x in ins])
+        locals_ = _bind(eqn, [_rounded(x.exact_value, x.float_value.dtype) for x in ins])
+        at_float = self.interpreter.apply(eqn, [to_mp(x.float_value) if x.float_value.dtype.kind == "f"
+                                                else x.float_value for x in ins])
+        scopes = re.findall(rf"\b{_SCOPE}(\d+)\b", names)
+        source = _source(eqn.source_info)
+        where = self.texts[int(scopes[-1])] if scopes else source or "unknown"
+        outs = []
+        for fl, ex, lo, y in zip(floats, exacts, locals_, at_float):
+            op = Op(index=len(self.ops), primitive=eqn.primitive.name, params=dict(eqn.params), where=where,
+                    source=source, direction="backward" if "transpose(" in names else "forward",
+                    args=tuple(x.op for x in ins), float_operands=tuple(x.float_value for x in ins),
+                    exact_operands=tuple(x.exact_value for x in ins), float_value=fl, exact_value=ex,
+                    local_value=None, local_bits=None, events=np.full(fl.shape, "", dtype=object),
+                    inherent=np.zeros(fl.shape, dtype=bool), flushed=np.zeros(fl.shape, dtype=bool))
+            if fl.dtype.kind == "f":
+                _classify(op, lo, y, FORMATS[fl.dtype.name], self.threshold_bits)
+            self.ops.append(op)
+            outs.append(_Value(fl, ex, op.index))
+        return outs
+
+
+def _bind(eqn, args: list[np.ndarray]) -> list[np.ndarray]:
+    out = eqn.primitive.bind(*args, **eqn.params)
+    return [np.asarray(x) for x in (out if eqn.primitive.multiple_results else [out])]
+
+
+def _rounded(exact: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    return round_array(exact, FORMATS[dtype.name]) if dtype.kind == "f" else exact
+
+
+def _source(source_info) -> str | None:
+    """file:line (function) of the innermost JAX library frame outside its tracing machinery."""
+    frames = source_info.traceback.frames if source_info.traceback is not None else []
+    for frame in frames:
+        if "/jax/" in frame.file_name and not _MACHINERY.search(frame.file_name):
+            return f"{frame.file_name.split('site-packages/')[-1]}:{frame.line_num} ({frame.function_name})"
+    return None
+
+
+def _spread(op: Op, flags: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """An operand's per-element flags as a flag per result element: any over the elements it depends on."""
+    if flags.shape == () or (flags.shape == shape and op.primitive in _ELEMENTWISE):
+        return np.broadcast_to(flags, shape)
+    if op.primitive == "reduce_sum":
+        return flags.any(axis=tuple(op.params["axes"]))
+    return np.full(shape, flags.any())
+
+
+def _any_operand(op: Op, test, shape: tuple[int, ...]) -> np.ndarray:
+    """Per result element: does `test(exact, rounded, format)` hold for some float operand?"""
+    out = np.zeros(shape, dtype=bool)
+    for fl, ex in zip(op.float_operands, op.exact_operands):
+        if fl.dtype.kind == "f":
+            g = FORMATS[fl.dtype.name]
+            out = out | _spread(op, np.asarray(test(ex, round_array(ex, g), g), dtype=bool), shape)
+    return out
+
+
+def _magnitude(op: Op, shape: tuple[int, ...]) -> np.ndarray:
+    """The largest exact operand of each element of an additive op."""
+    if op.primitive == "reduce_sum":
+        largest = np.max(np.abs(op.exact_operands[0]), axis=tuple(op.params["axes"]))
+    else:
+        largest = np.maximum(*(np.broadcast_to(np.abs(x), shape) for x in op.exact_operands))
+    return np.asarray(largest, dtype=object).reshape(shape)
+
+
+def _classify(op: Op, local: np.ndarray, at_float: np.ndarray, f: Format, threshold_bits: float) -> None:
+    """Fill `op`'s local error and events by the rules of the module docstring.
+
+    `at_float` is the exact op applied to the float operands: where it leaves the
+    range, the float op itself overflowed or underflowed."""
+    shape = op.float_value.shape
+    rounded = round_array(op.exact_value, f)
+    beyond = round_array(at_float, f)
+    op.local_value = local
+    op.local_bits = np.vectorize(error_bits, otypes=[float])(ulps(local, rounded, f)).reshape(shape)
+    tiny = float(f.min_normal)
+    inexact_in = _any_operand(op, _inexact, shape)
+    overflow_in = _any_operand(op, lambda ex, r, g: np.isinf(r) & _finite(ex), shape)
+    subnormal_in = _any_operand(op, lambda ex, r, g: (r != 0) & (np.abs(r) < float(g.min_normal)), shape)
+    underflow_in = _any_operand(op, lambda ex, r, g: (r == 0) & (ex != 0), shape)
+    additive = op.primitive in _ADDITIVE
+    magnitude = _magnitude(op, shape) if additive else None
+    for e in np.ndindex(shape):
+        x, r, y, fl = op.exact_value[e], rounded[e], at_float[e], float(op.float_value[e])
+        kind, inherent = "", False
+        if mpmath.isfinite(x) and math.isinf(r):
+            kind, inherent = "overflow", True
+        elif math.isfinite(r) and mpmath.isfinite(y) and math.isinf(beyond[e]):
+            kind = "overflow"
+        elif mpmath.isfinite(x) and x != 0 and abs(r) < tiny:
+            kind, inherent, op.flushed[e] = "underflow", True, fl == 0 and r != 0
+        elif abs(r) >= tiny and mpmath.isfinite(y) and y != 0 and abs(beyond[e]) < tiny:
+            kind = "underflow"
+        elif op.local_bits[e] > threshold_bits:
+            if overflow_in[e]:
+                kind = "overflow"
+            elif subnormal_in[e] or underflow_in[e]:
+                kind, op.flushed[e] = "underflow", subnormal_in[e]
+            elif additive and inexact_in[e] and magnitude[e] > CANCELLATION_RATIO * abs(x):
+                kind = "cancellation"
+            else:
+                kind = "sensitivity" if inexact_in[e] else "inaccurate"
+        op.events[e], op.inherent[e] = kind, inherent
+
+
+def _finite(x: np.ndarray) -> np.ndarray:
+    return np.vectorize(mpmath.isfinite, otypes=[bool])(x)
+
+
+def _inexact(exact: np.ndarray, rounded: np.ndarray, f: Format) -> np.ndarray:
+    """Finite exact values that their format cannot hold."""
+    return np.vectorize(lambda x, r: bool(mpmath.isfinite(x) and x != r), otypes=[bool])(exact, rounded)
+
+
+def _out_of_range(x, f: Format) -> str:
+    """"overflow" if the exact value rounds to an infinity, "underflow" if it is a nonzero below the smallest normal."""
+    if mpmath.isnan(x):
+        return ""
+    if math.isinf(round_to(x, f)):
+        return "overflow"
+    return "underflow" if x != 0 and abs(x) < float(f.min_normal) else ""
+
+
+def _operand_mask(op: Op, mask: np.ndarray, position: int, shape: tuple[int, ...]) -> np.ndarray:
+    """The elements of operand `position` (of shape `shape`) that the `mask` elements of op's result depend on."""
+    if op.primitive == "select_n" and position > 0:  # a case matters where the float or the exact predicate picks it
+        picked = [np.asarray(p).astype(int) == position - 1 for p in (op.float_operands[0], op.exact_operands[0])]
+        mask = mask & np.broadcast_to(picked[0] | picked[1], mask.shape)
+    if shape == mask.shape and op.primitive in _ELEMENTWISE:
+        return mask
+    if op.primitive == "broadcast_in_dim":
+        kept = op.params["broadcast_dimensions"]
+        needed = mask.any(axis=tuple(d for d in range(mask.ndim) if d not in kept))
+        for axis, size in enumerate(shape):
+            if size == 1:
+                needed = needed.any(axis=axis, keepdims=True)
+        return needed
+    if op.primitive == "reshape":
+        return mask.reshape(shape)
+    return np.full(shape, mask.any())
+
+
+def _at(x: np.ndarray, element: tuple[int, ...], op: Op) -> np.ndarray:
+    """An operand's value at a result element: itself if a scalar, its element if elementwise, else all of it."""
+    if x.shape == op.float_value.shape and op.primitive in _ELEMENTWISE:
+        return np.asarray(x[element], dtype=x.dtype)
+    return x
+
+
+def _show(x: np.ndarray, f: Format | None) -> str:
+    """A short string of a value or a small array of the format `f` (None: not a float), exact values included."""
+    if x.size > 4:
+        return f"<{x.size} values>"
+    items = [str(v) if f is None else _show_number(v, f) for v in x.ravel()]
+    return items[0] if x.shape == () else "[" + ", ".join(items) + "]"
+
+
+def _show_number(v, f: Format) -> str:
+    """Enough digits to tell `f`'s values apart; an exact value that looks like its rounding shows the difference."""
+    digits = math.ceil(f.precision * math.log10(2)) + 1
+    v = v if isinstance(v, mpmath.mpf) else mpmath.mpf(float(v))  # a float value is exact in 53 bits
+    text, rounded = mpmath.nstr(v, digits), mpmath.mpf(round_to(v, f))
+    if not mpmath.isfinite(v) or v == rounded or mpmath.nstr(rounded, digits) != text:
+        return text
+    rest = v - rounded
+    return f"{text} {'+' if rest > 0 else '-'} {mpmath.nstr(abs(rest), 3)}"
+
+
+def _blame(op: Op, element: tuple[int, ...], kind: str, f: Format) -> Blame:
+    formats = [FORMATS.get(x.dtype.name) for x in op.float_operands]
+    floats = [_show(_at(x, element, op), g) for x, g in zip(op.float_operands, formats)]
+    exacts = [_show(_at(x, element, op), g) for x, g in zip(op.exact_operands, formats)]
+    rounds = [_show(_rounded(_at(x, element, op), fl.dtype), g)
+              for x, fl, g in zip(op.exact_operands, op.float_operands, formats)]
+    name = f"{op.primitive}[y={op.params['y']}]" if op.primitive == "integer_pow" else op.primitive
+    exact_call, float_call, rounded_call = (f"{name}({', '.join(a)})" for a in (exacts, floats, rounds))
+    x, r, fl, local = (_show(np.asarray(v[element], dtype=v.dtype), f) for v in
+                       (op.exact_value, round_array(op.exact_value, f), op.float_value, op.local_value))
+    bits = f"{op.local_bits[element]:.1f} bits of local error"
+    where = f"{op.where} (backward pass)" if op.direction == "backward" else op.where
+    inherent, flushed = bool(op.inherent[element]), bool(op.flushed[element])
+    if kind == "overflow" and inherent:
+        largest = _show(np.asarray(float(f.max_finite)), f)
+        text = f"{where} overflowed {f.name}: {exact_call} = {x} exceeds the largest {f.name}, {largest}."
+    elif kind == "underflow" and inherent and flushed:
+        text = f"{where} was flushed to zero: {exact_call} = {x} is the {f.name} subnormal {r}, which XLA flushes to 0."
+    elif kind == "underflow" and inherent:
+        text = (f"{where} underflowed {f.name}: {exact_call} = {x} is below the smallest normal {f.name}, "
+                f"{_show(np.asarray(float(f.min_normal)), f)}, and came out as {fl}.")
+    elif kind == "underflow" and flushed:
+        text = (f"{where} read a subnormal operand as zero (XLA flushes subnormals): {rounded_call} gave {local} "
+                f"instead of {r} ({bits}).")
+    elif kind in ("overflow", "underflow"):
+        text = f"{where} left the {f.name} range ({kind}): {exact_call} = {x}, but in {f.name} {float_call} gives {fl}."
+    elif kind == "cancellation":
+        ratio = mpmath.nstr(_magnitude(op, op.float_value.shape)[element] / abs(op.exact_value[element]), 3)
+        text = (f"{where} cancelled: {exact_call} = {x} is {ratio} times smaller than its largest operand, so its "
+                f"operands rounded to {f.name}, {rounded_call}, give {local} instead of {r} ({bits}).")
+    elif kind == "sensitivity":
+        text = (f"{where} is ill-conditioned at its operands: {exact_call} = {x}, but on the operands rounded to "
+                f"{f.name}, {rounded_call}, it gives {local} instead of {r} ({bits}).")
+    else:
+        text = f"{where} is inaccurate in {f.name}: {exact_call} should give {r} but gives {local} ({bits})."
+    return Blame(op, element, kind, flushed, tuple(zip(floats, exacts)), text)
