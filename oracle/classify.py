@@ -103,14 +103,15 @@ def classify(k: int, name: str, index: tuple, got: float, exact, rounded: float,
     """The verdict for output `k` (`name`) at `index`, whose float result `got` is beyond tolerance
     or whose reference is not representable (see the module docstring for the rules)."""
     f = ev.f
+    shown, reference = str(f.numpy.type(got)), str(f.numpy.type(rounded))  # shortest round-trip strings
     where = f"{name}{list(index) if index else ''}"
     if math.isinf(rounded):
         return Verdict("overflow", True, f"the true {where} = {_n(exact)} exceeds the largest {f.name} "
-                                         f"({_n(float(f.max_finite))}): no {f.name} result can hold it; got {got}")
+                                         f"({_n(float(f.max_finite))}): no {f.name} result can hold it; got {shown}")
     if exact != 0 and abs(exact) < float(f.min_normal):
         flushed = got == 0 and ev.subnormals["flush_to_zero"]
         return Verdict("underflow", True, f"the true {where} = {_n(exact)} is below the smallest normal {f.name} "
-                                          f"({_n(float(f.min_normal))}); got {got}"
+                                          f"({_n(float(f.min_normal))}); got {shown}"
                                           + (f" ({ev.framework} flushes subnormals to zero)" if flushed else ""))
     mismatch = _mismatch(k, index, got, exact, rounded, ev)
     if mismatch is not None:
@@ -118,7 +119,7 @@ def classify(k: int, name: str, index: tuple, got: float, exact, rounded: float,
     blame = _blame(k, index, got, rounded, ev)
     cause = None if blame is None else _cause(blame, ev)
     if blame is not None and blame.kind in ("overflow", "underflow"):
-        return Verdict(blame.kind, False, f"{_said(blame, ev)}; {where} = {got} instead of {rounded}", cause)
+        return Verdict(blame.kind, False, f"{_said(blame, ev)}; {where} = {shown} instead of {reference}", cause)
     kappa = None if ev.kappa is None else ev.kappa[k][index]
     bits = relative_bits(got, exact, f)
     if kappa is not None and mpmath.isfinite(bits) and kappa > 0:
@@ -133,12 +134,12 @@ def classify(k: int, name: str, index: tuple, got: float, exact, rounded: float,
             return Verdict("uncertain", None, f"{_said(blame, ev)}, but the condition number is not certified, so "
                                               "cancellation and ill-conditioning cannot be told apart", cause)
         return Verdict("cancellation", False, f"{_said(blame, ev)}; the function is well conditioned "
-                                              f"(kappa = {_n(kappa)}), so {where} = {got} instead of {rounded} "
+                                              f"(kappa = {_n(kappa)}), so {where} = {shown} instead of {reference} "
                                               "is the formula's loss, not float32's", cause)
     if blame is not None and blame.kind == "inaccurate":
         return Verdict("mismatch", False, f"{_said(blame, ev)}: the implementation is another function here", cause)
     f64 = _float64(k, index, ev)
-    return Verdict("uncertain", None, f"no rounding event explains {where} = {got} (reference {rounded})"
+    return Verdict("uncertain", None, f"no rounding event explains {where} = {shown} (reference {reference})"
                    + ("" if f64 is None else f", and {ev.framework} at float64 gives {_n(f64)}")
                    + ("" if kappa is not None else "; the condition number is not certified"))
 
@@ -157,7 +158,7 @@ def _mismatch(k: int, index: tuple, got: float, exact, rounded: float, ev: Evide
     formula = ev.formula_exact(k, index)
     if formula is None:  # no exact evaluation of what the framework runs: float64 alone decides
         if f64_reproduces:
-            return Verdict("mismatch", False, f"{ev.framework} at float64 reproduces {got} ({_n(f64)}), not the "
+            return Verdict("mismatch", False, f"{ev.framework} at float64 reproduces {ev.f.numpy.type(got)} ({_n(f64)}), not the "
                                               f"reference {_n(exact)} (inferred: nothing else is known of this code)")
         return None
     formula_rounded = round_to(formula, ev.f)
@@ -180,9 +181,14 @@ def _blame(k: int, index: tuple, got: float, rounded: float, ev: Evidence):
 
 
 def _said(blame, ev: Evidence) -> str:
+    said = blame.explanation.rstrip(".")
     if ev.traced:
-        return blame.explanation
-    return f"inferred, not traced (JAX's float32 run of the same formula fails there): {blame.explanation}"
+        return said
+    if blame.kind == "underflow" and blame.flushed and not ev.subnormals["flush_to_zero"]:
+        exact = _n(blame.op.exact_value[blame.element])
+        said = (f"{blame.where} underflows {ev.f.name} (exact {exact}, below the smallest normal); {ev.framework} "
+                "keeps subnormals, so precision is lost there instead of the flush to 0 that XLA does")
+    return f"inferred, not traced (JAX's {ev.f.name} run of the same formula fails there too): {said}"
 
 
 def _cause(blame, ev: Evidence) -> dict:
