@@ -23,7 +23,8 @@ evidence gathered for its framework, by the first rule that applies:
 For the JAX framework the root cause is traced (the shadow replays JAX's float32
 jaxpr); for TensorFlow and PyTorch it is inferred: from the shadow when JAX's
 float32 run of the same formula fails the same way, else from the symptom (an
-infinity, a zero) and the exact intermediates, and the explanation says so.
+infinity where the true value is finite is an overflow; a zero or NaN alone
+proves nothing), and the explanation says so.
 """
 
 from __future__ import annotations
@@ -138,6 +139,9 @@ def classify(k: int, name: str, index: tuple, got: float, exact, rounded: float,
                                               "is the formula's loss, not float32's", cause)
     if blame is not None and blame.kind == "inaccurate":
         return Verdict("mismatch", False, f"{_said(blame, ev)}: the implementation is another function here", cause)
+    if blame is None and math.isinf(got):  # an infinity for a finite true value: only an overflow makes one
+        return Verdict("overflow", False, f"inferred from the symptom, not traced: {where} = {shown} where the true "
+                                          f"value {_n(exact)} is finite, so an intermediate overflowed {f.name}")
     f64 = _float64(k, index, ev)
     return Verdict("uncertain", None, f"no rounding event explains {where} = {shown} (reference {reference})"
                    + ("" if f64 is None else f", and {ev.framework} at float64 gives {_n(f64)}")

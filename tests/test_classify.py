@@ -7,14 +7,19 @@ verdict, over case x framework) is printed at the end of the test session.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from functools import cache
 from pathlib import Path
 
+import numpy as np
 import pytest
+from mpmath import mpf
 
 from oracle import case as case_io
+from oracle.classify import Evidence, classify, relative_bits
 from oracle.compare import SEVERITY
+from oracle.floats import fmt
 from oracle.runner import run_case
 
 LABELLED = Path(__file__).parent / "labelled"
@@ -52,3 +57,48 @@ def test_classifier_gets_the_label(path: Path, framework: str):
     for row in rows:
         if row["verdict"] != "ok":
             assert row["explanation"], row
+
+
+# ------------------------------------------------------------ the rules one by one, without a shadow
+
+F32 = fmt("float32")
+FLUSHES = {"flush_to_zero": True, "denormals_are_zero": True}
+
+
+def evidence(kappa=None, float64=None) -> Evidence:
+    return Evidence("tf", F32, 5, FLUSHES, kappa=None if kappa is None else [np.array(mpf(kappa), dtype=object)],
+                    make_float64=lambda: None if float64 is None else [np.float64(float64)])
+
+
+def test_a_true_value_beyond_float32_is_inherent_overflow_even_when_returned_exactly():
+    v = classify(0, "value", (), math.inf, mpf("1e39"), math.inf, evidence())
+    assert (v.verdict, v.inherent) == ("overflow", True) and "exceeds the largest float32" in v.explanation
+
+
+def test_a_subnormal_true_value_flushed_to_zero_is_inherent_underflow():
+    v = classify(0, "value", (), 0.0, mpf("1e-40"), float(np.float32(1e-40)), evidence())
+    assert (v.verdict, v.inherent) == ("underflow", True) and "flushes subnormals to zero" in v.explanation
+
+
+def test_float64_reproducing_the_float32_result_is_a_mismatch_when_nothing_else_is_known():
+    v = classify(0, "value", (), 16.118095, mpf(23.025850929940457), float(np.float32(23.02585)),
+                 evidence(float64=16.11809565095832))
+    assert v.verdict == "mismatch" and "float64 reproduces" in v.explanation
+
+
+def test_an_error_within_log2_kappa_is_ill_conditioning():
+    exact = mpf(1)
+    got = float(np.float32(1 + 2**-10))  # 2**13 ulps of 1.0 = 13 bits
+    assert classify(0, "value", (), got, exact, 1.0, evidence(kappa=2**12)).verdict == "ill-conditioning"
+    assert classify(0, "value", (), got, exact, 1.0, evidence(kappa=2**9)).verdict == "uncertain"  # 13 > 9 + 3
+
+
+def test_an_infinity_for_a_finite_value_is_an_inferred_overflow():
+    v = classify(0, "value", (), math.inf, mpf(100), 100.0, evidence(kappa=1))
+    assert (v.verdict, v.inherent) == ("overflow", False) and v.explanation.startswith("inferred from the symptom")
+
+
+def test_relative_bits_count_ulps_of_the_true_value():
+    assert relative_bits(1.0, mpf(1), F32) == 0
+    assert relative_bits(float(np.float32(1 + 2**-23)), mpf(1), F32) == 1  # one ulp
+    assert relative_bits(0.0, mpf(1), F32) == pytest.approx(23, abs=1e-6)  # 0 against 1: 2**23 ulps of 1
