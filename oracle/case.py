@@ -1,13 +1,16 @@
 """Case files: the schema (format version 1), loading, and one clear message per bad input.
 
 A case file is untrusted: it is parsed with a safe YAML loader, validated against
-the pydantic model below, and its formulas are parsed into allowlisted trees.
-Nothing in it is evaluated as Python, imported or used as a path.
+the pydantic model below, and its formulas and impls are parsed into allowlisted
+trees (an impl's library paths are checked against `oracle.native`'s allowlist,
+without importing any framework). Nothing in it is evaluated as Python, imported
+or used as a path.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -15,7 +18,7 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
 
-from oracle import formula, yamlio
+from oracle import formula, native, yamlio
 from oracle.formula import FormulaError
 from oracle.inputs import GENERATORS, InputError, exact_value
 
@@ -33,6 +36,14 @@ _INPUT_SCHEMA = {
     ],
 }
 InputSpec = Annotated[Any, WithJsonSchema(_INPUT_SCHEMA)]
+LABEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+_IMPL_SCHEMA = {
+    "description": "One library call (an expression), or a mapping label -> expression",
+    "anyOf": [{"type": "string"},
+              {"type": "object", "minProperties": 1, "propertyNames": {"pattern": LABEL_PATTERN, "not": {"const": "formula"}},
+               "additionalProperties": {"type": "string"}}],
+}
+ImplSpec = Annotated[Any, WithJsonSchema(_IMPL_SCHEMA)]  # checked in _impls, with the field's path in messages
 
 
 class CaseSpec(BaseModel):
@@ -48,8 +59,12 @@ class CaseSpec(BaseModel):
     tags: list[str] = []
     inputs: dict[str, InputSpec] = Field(min_length=1, description="name -> value")
     wrt: list[str] | None = Field(None, description="inputs to differentiate with respect to; default all")
-    formula: str = Field(description="evaluated by every framework with its own ops")
-    reference: str | None = Field(None, description="mathematical definition for the reference; default: formula")
+    formula: str | None = Field(None, description="evaluated by every framework with its own ops; "
+                                                  "a case has formula, impl, or both")
+    impl: dict[Literal["tf", "torch", "jax"], ImplSpec] | None = Field(
+        None, description="framework -> library call(s) to audit: one expression, or a mapping label -> expression")
+    reference: str | None = Field(None, description="mathematical definition for the reference; default: formula "
+                                                    "(required with impl when there is no formula)")
     frameworks: list[Literal["tf", "torch", "jax"]] = list(FRAMEWORKS)
     dtypes: list[Literal["float32", "float64", "float16"]] = ["float32"]
     tolerance_bits: float = Field(5, ge=0, description="within tolerance iff error_bits <= this")
@@ -61,19 +76,23 @@ class CaseError(ValueError):
     def __init__(self, file: str, field: str | None, message: str, line: int | None = None):
         self.file, self.field, self.line, self.message = file, field, line, message
         where = f"{file}:{line}" if line else file
-        super().__init__(f"{where}: {field}: {message}" if field else f"{where}: {message}")
+        text = f"{where}: {field}: {message}" if field else f"{where}: {message}"
+        # one line, whatever the case file put in a key or label: control characters are shown escaped
+        super().__init__("".join(c if c.isprintable() else repr(c)[1:-1] for c in text))
 
 
 @dataclass
 class Case:
     spec: CaseSpec
     file: str
-    formula: formula.Node
+    formula: formula.Node | None  # None: the case audits impls only
     reference: formula.Node
     inputs: dict[str, np.ndarray]  # exact values (object arrays)
     wrt: list[str]
     digest: str  # content hash of the file
     lines: dict[str, int] = field(default_factory=dict)  # top-level field -> line
+    impls: dict[str, list[tuple[str, formula.Node]]] = field(default_factory=dict)  # framework -> [(label, tree)]
+    max_elements: int = DEFAULT_MAX_ELEMENTS  # the cap on inputs, and on every tensor the case computes
 
     @property
     def id(self) -> str:
@@ -84,9 +103,11 @@ def load(path: str | Path, max_elements: int = DEFAULT_MAX_ELEMENTS) -> Case:
     """Load and validate one case file; raise CaseError on any bad input."""
     file = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = yamlio.read(path)
     except (OSError, UnicodeDecodeError) as e:
         raise CaseError(file, None, f"cannot read: {e}") from None
+    except yamlio.YamlError as e:
+        raise CaseError(file, None, str(e)) from None
     try:
         data = yamlio.load(text)
     except yamlio.YamlError as e:
@@ -105,6 +126,9 @@ def load(path: str | Path, max_elements: int = DEFAULT_MAX_ELEMENTS) -> Case:
     for name, value in spec.inputs.items():
         if not name.isidentifier() or name in formula.FUNCTIONS or name in formula.CONSTANTS:
             raise fail(("inputs", name), f"input name '{name}' must be an identifier that is not a function or constant name")
+        if spec.impl and name in native.ROOTS:
+            raise fail(("inputs", name), f"input name '{name}' is a library that impl expressions call "
+                                         f"({', '.join(native.ROOTS)}): rename the input")
         try:
             inputs[name] = exact_value(value, max_elements)
         except InputError as e:
@@ -113,6 +137,11 @@ def load(path: str | Path, max_elements: int = DEFAULT_MAX_ELEMENTS) -> Case:
     for k, name in enumerate(wrt):
         if name not in spec.inputs:
             raise fail(("wrt", k), f"'{name}' names no input (inputs: {', '.join(spec.inputs)})")
+    if spec.formula is None and spec.impl is None:
+        raise CaseError(file, "formula", "required field is missing (a case has formula, impl, or both)", 1)
+    if spec.formula is None and spec.reference is None:
+        raise CaseError(file, "reference", "required when impl is given without a formula: the mathematical "
+                                           "definition the impls are audited against", data.lines.get("impl"))
     trees = {}
     for key in ("formula", "reference"):
         source = getattr(spec, key)
@@ -123,20 +152,59 @@ def load(path: str | Path, max_elements: int = DEFAULT_MAX_ELEMENTS) -> Case:
         except FormulaError as e:
             col = f" (column {e.col + 1})" if e.col is not None else ""
             raise fail((key,), f"{e}{col}") from None
+        size, shape = formula.largest(trees[key], {name: value.shape for name, value in inputs.items()})
+        if size > max_elements:
+            raise fail((key,), f"it computes a tensor of {size} elements (shape {list(shape)}, by broadcasting or a "
+                               f"product of its inputs), more than the cap of {max_elements} (--max-elements)")
+    impls = _impls(spec, fail)
     digest = hashlib.sha256(text.encode()).hexdigest()[:16]
-    return Case(spec, file, trees["formula"], trees.get("reference", trees["formula"]), inputs, wrt, digest,
-                dict(data.lines))
+    return Case(spec, file, trees.get("formula"), trees.get("reference", trees.get("formula")), inputs, wrt, digest,
+                dict(data.lines), impls, max_elements)
+
+
+def _impls(spec: CaseSpec, fail) -> dict[str, list[tuple[str, formula.Node]]]:
+    """Parse every impl expression (allowlist checked, nothing imported); label bare calls by their callee."""
+    impls: dict[str, list[tuple[str, formula.Node]]] = {}
+    if not spec.impl:
+        return impls
+    for framework, given in spec.impl.items():
+        if not isinstance(given, (str, dict)):
+            raise fail(("impl", framework), f"expected one expression (a string) or a mapping label -> expression, "
+                                            f"got {given!r}")
+        entries = [(None, given)] if isinstance(given, str) else list(given.items())
+        if not entries:
+            raise fail(("impl", framework), "an impl mapping needs at least one label: expression")
+        parsed = []
+        for label, source in entries:
+            path = ("impl", framework) if label is None else ("impl", framework, label)
+            if not isinstance(source, str):
+                raise fail(path, f"expected an expression (a string), got {source!r}")
+            if label is not None and (label == "formula" or not re.match(LABEL_PATTERN, label)):
+                raise fail(path, f"label {label!r} must match {LABEL_PATTERN} and not be 'formula' (the formula's rows "
+                                 "are labelled formula)")
+            try:
+                tree = formula.parse(source, set(spec.inputs), impl=framework)
+            except FormulaError as e:
+                col = f" (column {e.col + 1})" if e.col is not None else ""
+                raise fail(path, f"{e}{col}") from None
+            parsed.append((label if label is not None else formula.callee(tree) or "impl", tree))
+        impls[framework] = parsed
+    return impls
 
 
 def line_in(case: Case, key: str) -> int | None:
     """The line of a top-level field; a defaulted `reference` points at `formula`."""
-    return case.lines.get(key) or case.lines.get("formula")
+    return case.lines.get(key) or case.lines.get("formula") or case.lines.get("impl")
 
 
 def _first_error(file: str, data: dict, error: ValidationError) -> CaseError:
     err = error.errors()[0]
     loc = tuple(err["loc"])
-    if err["type"] == "extra_forbidden":
+    if loc[-1:] == ("[key]",):  # a mapping key that is not allowed: name the key itself
+        loc = loc[:-1]
+    if loc[:1] == ("impl",) and len(loc) == 2 and loc[1] not in FRAMEWORKS:
+        message = f"unknown framework '{loc[1]}' (known: {', '.join(FRAMEWORKS)})"
+    elif err["type"] == "extra_forbidden":
         known = ", ".join(CaseSpec.model_fields)
         message = f"unknown field '{loc[-1]}' (known fields: {known})"
     elif err["type"] == "missing":
@@ -183,4 +251,6 @@ def load_all(paths: list[str | Path], max_elements: int = DEFAULT_MAX_ELEMENTS) 
 def json_schema() -> dict:
     schema = CaseSpec.model_json_schema()
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    # a case has formula, impl, or both; impl without formula needs a reference
+    schema["anyOf"] = [{"required": ["formula"]}, {"required": ["impl", "reference"]}]
     return schema

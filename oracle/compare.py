@@ -26,7 +26,7 @@ def _component_verdicts(ref: OutputReference, reference: Reference, distance: np
                         tolerance_bits: float) -> np.ndarray:
     verdicts = np.full(ref.rounded.shape, "ok", dtype=object)
     verdicts[np.vectorize(error_bits, otypes=[float])(distance) > tolerance_bits] = "wrong"
-    unrepresentable = np.isinf(ref.rounded) | ((ref.rounded == 0) & np.vectorize(bool, otypes=[bool])(ref.exact))
+    unrepresentable = np.isinf(ref.rounded) | ((ref.rounded == 0) & ref.nonzero())
     verdicts[unrepresentable & np.vectorize(mpmath.isfinite, otypes=[bool])(ref.exact)] = "wrong"
     non_finite = np.vectorize(lambda v: not mpmath.isfinite(v), otypes=[bool])(ref.exact)
     if reference.domain:
@@ -63,12 +63,13 @@ def _without_values(base: dict, verdict: str, explanation: str = "") -> dict:
             "verdict_counts": {verdict: 1} if verdict == "error" else {}, "components": {}}
 
 
-def rows(evaluation: Evaluation, reference: Reference, evidence: Evidence) -> list[dict]:
-    """One result row per output tensor of `evaluation` against `reference`."""
+def rows(evaluation: Evaluation, reference: Reference, evidence: Evidence, impl: str = "formula") -> list[dict]:
+    """One result row per output tensor of `evaluation` against `reference`; `impl` labels what ran
+    ("formula", or an impl's label)."""
     f, tolerance_bits = evidence.f, evidence.tolerance_bits
     out = []
     for k, ref in enumerate(reference.outputs):
-        base = {"framework": evaluation.framework, "impl": "formula", "dtype": f.name, "output": ref.name,
+        base = {"framework": evaluation.framework, "impl": impl, "dtype": f.name, "output": ref.name,
                 "shape": list(ref.rounded.shape)}
         if evaluation.error is not None:
             out.append(_without_values(base, "error", evaluation.error))
@@ -83,7 +84,8 @@ def rows(evaluation: Evaluation, reference: Reference, evidence: Evidence) -> li
             continue
         distance = ulps(got, ref.rounded, f)
         verdicts = _component_verdicts(ref, reference, distance, tolerance_bits)
-        classified = {index: classify(k, ref.name, index, float(got[index]), ref.exact[index], float(ref.rounded[index]),
+        exact = np.where(ref.nonzero() | (ref.rounded != 0), ref.exact, mpmath.mpf(0))  # drop cancellation residues
+        classified = {index: classify(k, ref.name, index, float(got[index]), exact[index], float(ref.rounded[index]),
                                       evidence)
                       for index in (tuple(int(j) for j in i) for i in np.argwhere(verdicts == "wrong"))}
         for index, v in classified.items():

@@ -31,6 +31,10 @@ class InputError(ValueError):
         self.path = path
 
 
+MAX_DIMENSIONS, MAX_DIMENSION = 8, 10**7  # numpy allows 64 dimensions; nothing here needs more than a few
+MAX_EXPONENT = 1000  # decimal; float64 spans 1e-324..1e308: an exact 1e999999999 would be a billion-digit integer
+
+
 def scalar(value) -> Fraction | float:
     """An exact number from a YAML int, Decimal or string ("inf", "nan", "0x1p-126", "1e-8")."""
     if isinstance(value, bool):
@@ -38,6 +42,9 @@ def scalar(value) -> Fraction | float:
     if isinstance(value, int):
         return Fraction(value)
     if isinstance(value, Decimal):
+        if value.is_finite() and value and abs(value.adjusted()) > MAX_EXPONENT:
+            raise InputError(f"{value:.3e}: exponent out of range (|exponent| <= {MAX_EXPONENT}; every dtype rounds "
+                             "such a number to 0 or inf anyway)")
         return Fraction(value) if value.is_finite() else float(value)
     if isinstance(value, str):
         text = value.strip().lower()
@@ -49,6 +56,8 @@ def scalar(value) -> Fraction | float:
             frac = frac or ""
             if not whole and not frac:
                 raise InputError(f"not a number: {value!r}")
+            if abs(int(exp)) > 4 * MAX_EXPONENT:
+                raise InputError(f"{value}: binary exponent out of range (|exponent| <= {4 * MAX_EXPONENT})")
             q = Fraction(int(whole + frac or "0", 16), 16 ** len(frac)) * Fraction(2) ** int(exp)
             return -q if sign == "-" else q
         try:
@@ -96,6 +105,9 @@ def _shape(value, key: str) -> tuple[int, ...]:
         value = [value]
     if not isinstance(value, list) or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in value):
         raise InputError(f"shape must be a list of non-negative integers, got {value!r}", (key, "shape"))
+    if len(value) > MAX_DIMENSIONS or any(n > MAX_DIMENSION for n in value):
+        raise InputError(f"shape {value!r} is too large: at most {MAX_DIMENSIONS} dimensions of at most "
+                         f"{MAX_DIMENSION} each", (key, "shape"))
     return tuple(value)
 
 

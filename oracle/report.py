@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -16,18 +17,26 @@ STYLE = {"ok": "green", "error": "magenta", "uncertain": "yellow", "domain": "cy
 
 def case_table(result: dict) -> Table:
     summed = " (gradients are of the sum of the formula's elements)" if result["summed"] else ""
-    table = Table(title=f"{result['id']}: {result['title']}{summed}", title_justify="left", expand=False)
-    for column, justify in [("framework", "left"), ("dtype", "left"), ("output", "left"), ("worst at", "left"),
+    table = Table(title=escape(f"{result['id']}: {result['title']}{summed}"), title_justify="left", expand=False)
+    impls = _has_impls(result)
+    for column, justify in [("framework", "left"), *([("impl", "left")] if impls else []), ("dtype", "left"),
+                            ("output", "left"), ("worst at", "left"),
                             ("got", "right"), ("reference", "right"), ("reference (20 digits)", "right"),
                             ("ulps", "right"), ("bits", "right"), ("kappa", "right"), ("verdict", "left")]:
         table.add_column(column, justify=justify, overflow="fold")
     for row in result["results"]:
         index = "" if not row["worst_index"] else str(row["worst_index"])
-        table.add_row(row["framework"], row["dtype"], row["output"], index, row["got"] or "-", row["reference"] or "-",
+        table.add_row(row["framework"], *([row["impl"]] if impls else []), row["dtype"], row["output"], index,
+                      row["got"] or "-", row["reference"] or "-",
                       row["reference_digits"] or "-", "-" if row["ulps"] is None else str(row["ulps"]),
                       row["error_bits"] or "-", row["kappa"] or "-",
                       Text(row["verdict"] + (" (inherent)" if row["inherent"] else ""), style=STYLE.get(row["verdict"], "")))
     return table
+
+
+def _has_impls(result: dict) -> bool:
+    """Does the case audit library calls (rows not labelled "formula")? Then tables show the impl label."""
+    return any(row.get("impl", "formula") != "formula" for row in result["results"])
 
 
 def print_case(console: Console, result: dict) -> None:
@@ -35,14 +44,18 @@ def print_case(console: Console, result: dict) -> None:
     for dtype, ref in result["reference"].items():
         console.print(f"  reference {dtype}: certified at {ref['precision_bits']} bits; gradient check: {ref['gradient_check']}; "
                       f"condition numbers: {ref['condition']}" + (f"; domain: {ref['domain'][0]}" if ref["domain"] else "")
-                      + (f"; shadow: {ref['shadow']}" if "shadow" in ref else ""), style="dim", highlight=False)
+                      + (f"; shadow: {ref['shadow']}" if "shadow" in ref else "")
+                      + "".join(f"; shadow of {label}: {said}" for label, said in ref.get("impl_shadow", {}).items()),
+                      style="dim", highlight=False, markup=False)
+    impls = _has_impls(result)
     for row in result["results"]:
         if row["explanation"]:
-            console.print(f"  {row['framework']} {row['dtype']} {row['output']}: {row['explanation']}", highlight=False)
+            who = f"{row['framework']} {row['impl']}" if impls else row["framework"]
+            console.print(f"  {who} {row['dtype']} {row['output']}: {row['explanation']}", highlight=False, markup=False)
         if row["rewrite"]:
             r = row["rewrite"]
             console.print(f"    rewrite {r['before']} -> {r['after']}: {r['error_bits']} bits", style="green" if
-                          r["within_tolerance"] else "yellow", highlight=False)
+                          r["within_tolerance"] else "yellow", highlight=False, markup=False)
     console.print()
 
 

@@ -6,6 +6,8 @@ import platform
 import sys
 from functools import cache, partial
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from oracle import __version__, compare, formula, reference, rewrites, shadow
@@ -13,6 +15,7 @@ from oracle.case import Case
 from oracle.classify import Evidence
 from oracle.floats import Format, error_bits, fmt, ulps
 from oracle.frameworks import evaluate, subnormal_mode, versions
+from oracle.frameworks import jax as jax_backend
 from oracle.inputs import rounded
 from oracle.reference import START_PRECISION
 from oracle.reference.condition import condition_numbers
@@ -23,6 +26,8 @@ def run_case(case: Case, frameworks: list[str] | None = None, dtypes: list[str] 
              max_precision: int = reference.MAX_PRECISION) -> dict:
     """Evaluate `case` in each framework and dtype, compare with the reference for that dtype, and classify.
 
+    Per framework, the formula (rows labelled "formula") and each of the framework's
+    impls (rows labelled by the impl's label) run; a framework with neither runs nothing.
     `frameworks` narrows the case's own list; `dtypes` replaces it (float64 on request)."""
     frameworks = [fw for fw in case.spec.frameworks if frameworks is None or fw in frameworks]
     dtypes = dtypes or case.spec.dtypes
@@ -37,42 +42,71 @@ def run_case(case: Case, frameworks: list[str] | None = None, dtypes: list[str] 
         kappa = condition_numbers(program, inputs, max(precision, START_PRECISION))
         block = {"domain": ref.domain, "gradient_check": ref.gradient_check, "precision_bits": precision,
                  "condition": kappa.method, "subnormals": {}}
-        make_shadow = cache(partial(_shadow, case, inputs, f, max(precision, START_PRECISION), block))
+        prec = max(precision, START_PRECISION)
+        kappas = [np.where(a, k, None) for k, a in zip(kappa.kappa, kappa.agrees)]
+        formula_shadow = cache(partial(_shadow, case, case.formula, "formula", inputs, f, prec, block))
         for framework in frameworks:
+            runs = ([("formula", case.formula)] if case.formula is not None else []) + case.impls.get(framework, [])
+            if not runs:
+                continue
             block["subnormals"][framework] = subnormal_mode(framework, f)
-            evidence = Evidence(framework, f, case.spec.tolerance_bits, block["subnormals"][framework],
-                                [np.where(a, k, None) for k, a in zip(kappa.kappa, kappa.agrees)],
-                                make_shadow, partial(_float64, case, framework, inputs, f), traced=framework == "jax")
-            evaluation = evaluate(case.formula, framework, inputs, case.wrt, f)
-            rows = compare.rows(evaluation, ref, evidence)
-            for row in rows:
-                row["rewrite"] = _rewrite(case, framework, inputs, f, ref, row)
-            results.extend(rows)
+            for label, tree in runs:
+                if label == "formula":  # JAX's shadow of the formula: traced for JAX, a model of tf and torch
+                    make_shadow = formula_shadow
+                elif framework == "jax":  # the shadow replays the JAX impl itself
+                    make_shadow = cache(partial(_shadow, case, tree, label, inputs, f, prec, block))
+                else:  # no model of tf/torch library code: classify from symptoms, float64 and kappa
+                    make_shadow = _no_shadow
+                evidence = Evidence(framework, f, case.spec.tolerance_bits, block["subnormals"][framework], kappas,
+                                    make_shadow, partial(_float64, case, tree, framework, inputs, f),
+                                    traced=framework == "jax")
+                evaluation = evaluate(tree, framework, inputs, case.wrt, f, case.max_elements)
+                rows = compare.rows(evaluation, ref, evidence, impl=label)
+                for row in rows:
+                    row["rewrite"] = _rewrite(case, framework, inputs, f, ref, row) if label == "formula" else None
+                results.extend(rows)
         references[dtype] = block
     return {"id": case.id, "file": case.file, "title": case.spec.title, "kind": case.spec.kind,
             "summed": program.summed, "reference": references, "results": results}
 
 
-def _shadow(case: Case, inputs: dict, f: Format, prec: int, block: dict):
-    """JAX's float32 computation of the formula replayed beside its exact values; None (said why) if it cannot run."""
+def _no_shadow():
+    return None
+
+
+def _shadow(case: Case, tree: formula.Node, label: str, inputs: dict, f: Format, prec: int, block: dict):
+    """JAX's float computation of the formula (or of a JAX impl) replayed beside its exact values; None (said why)
+    if it cannot run. The formula's outcome is `shadow` in the reference block, an impl's `impl_shadow.<label>`."""
     try:
-        replay = shadow.run(case.formula, inputs, case.wrt, f, prec, case.spec.tolerance_bits)
+        replay = shadow.run(tree, inputs, case.wrt, f, prec, case.spec.tolerance_bits)
     except shadow.ShadowUnavailable as e:
-        block["shadow"] = f"unavailable: {e}"
-        return None
-    block["shadow"] = f"replayed {len(replay.ops)} operations"
+        said, replay = f"unavailable: {e}", None
+    except Exception as e:  # an impl's library call the shadow cannot trace: no traced cause, the rest still classifies
+        if label == "formula":
+            raise
+        said, replay = f"unavailable: {type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}", None
+    else:
+        said = f"replayed {len(replay.ops)} operations"
+    if label == "formula":
+        block["shadow"] = said
+    else:
+        block.setdefault("impl_shadow", {})[label] = said
     return replay
 
 
-def _float64(case: Case, framework: str, inputs: dict, f: Format) -> list | None:
+def _float64(case: Case, tree: formula.Node, framework: str, inputs: dict, f: Format) -> list | None:
     """The same framework at float64 on the same (already rounded) inputs: is the float32 error a rounding effect?"""
     if f.width >= 64:
         return None
     wide = fmt("float64")
-    run = evaluate(case.formula, framework, {n: v.astype(wide.numpy) for n, v in inputs.items()}, case.wrt, wide)
+    run = evaluate(tree, framework, {n: v.astype(wide.numpy) for n, v in inputs.items()}, case.wrt, wide,
+                   case.max_elements)
     if run.error is not None:
         return None
-    return [run.value] + [run.grads[n] for n in case.wrt]
+    outputs = [run.value] + [run.grads[n] for n in case.wrt]
+    if any(np.asarray(o).dtype != wide.numpy for o in outputs):  # never read another dtype as float64
+        return None
+    return outputs
 
 
 FIXABLE = ("overflow", "underflow", "cancellation")
@@ -80,7 +114,7 @@ FIXABLE = ("overflow", "underflow", "cancellation")
 
 def _rewrite(case: Case, framework: str, inputs: dict, f: Format, ref, row: dict) -> dict | None:
     """The best stable rewrite of the formula for a fixable row, verified in the same framework and dtype."""
-    if row["verdict"] not in FIXABLE or row["inherent"]:
+    if row["verdict"] not in FIXABLE or row["inherent"] or case.spec.formula is None:
         return None
     best = None
     for suggestion in rewrites.suggest(case.spec.formula, set(case.inputs)):
@@ -100,13 +134,28 @@ def _rewrite(case: Case, framework: str, inputs: dict, f: Format, ref, row: dict
 
 
 def check_shapes(case: Case) -> None:
-    """Raise ValueError (naming formula or reference) when either fails to trace at the inputs' shapes."""
+    """Raise ValueError (naming formula or reference) when either fails to trace at the inputs' shapes, or
+    would compute a tensor of more elements than the case's cap (`--max-elements`, as for inputs).
+
+    Impls are not traced here (that would import their frameworks): each is traced
+    without running just before it runs (`frameworks.evaluate`), and an impl whose
+    result has the wrong shape is an error row."""
     shapes = {name: value.shape for name, value in case.inputs.items()}
     for field in ("formula", "reference"):
+        tree = getattr(case, field)
+        if tree is None:
+            continue
         try:
-            output_shape(getattr(case, field), shapes)
+            output_shape(tree, shapes)
         except Exception as e:  # JAX raises TypeError/ValueError with the shapes in the message
             raise ValueError(f"{field}: {str(e).splitlines()[0]}") from None
+        ops = {**formula.OPERATORS, **jax_backend.OPS, "constant": lambda v: jnp.float32(0)}
+        avals = {n: jax.ShapeDtypeStruct(s, jnp.float32) for n, s in shapes.items()}
+        jaxpr = jax.make_jaxpr(partial(formula.evaluate, tree, ops=ops))(avals)
+        size, shape = jax_backend.largest_in_jaxpr(jaxpr)
+        if size > case.max_elements:
+            raise ValueError(f"{field}: it computes a tensor of {size} elements (shape {list(shape)}, by broadcasting "
+                             f"or a product of its inputs), more than the cap of {case.max_elements} (--max-elements)")
 
 
 def environment(frameworks: list[str]) -> dict:

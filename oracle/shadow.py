@@ -76,7 +76,7 @@ from mpmath import mp
 from oracle import formula
 from oracle.floats import FORMATS, Format, error_bits, round_to, ulps
 from oracle.frameworks import jax as jax_backend
-from oracle.frameworks import rounded_constant
+from oracle.frameworks import native_ops, rounded_constant
 from oracle.reference import _arguments, mp_eval, round_array
 from oracle.reference import program as reference_program
 from oracle.reference.mp_eval import Interpreter, UnsupportedPrimitive, to_mp
@@ -203,6 +203,8 @@ def run(tree: formula.Node, inputs: dict[str, np.ndarray], wrt: list[str], f: Fo
         threshold_bits: float = DEFAULT_THRESHOLD_BITS) -> Shadow:
     """Replay JAX's computation of `tree` (value and gradients of its sum) on `inputs` (already rounded to `f`).
 
+    `tree` is a formula or a JAX impl (its library calls are traced like the formula's ops).
+
     `prec` is the exact side's working precision in bits (the reference's certified
     precision is a good choice). Raises ShadowUnavailable for primitives the exact
     interpreter lacks."""
@@ -216,7 +218,7 @@ def run(tree: formula.Node, inputs: dict[str, np.ndarray], wrt: list[str], f: Fo
 
     with jax.enable_x64(f.width == 64):
         program = reference_program.trace(tree, {n: np.shape(v) for n, v in inputs.items()}, wrt,
-                                          ops={**jax_backend.OPS, "scope": scope})
+                                          ops={**jax_backend.OPS, **native_ops("jax"), "scope": scope})
         closed = jax.make_jaxpr(program.function)(*[jax.ShapeDtypeStruct(a.shape, f.numpy) for a in program.avals])
         floats = [np.asarray(inputs[n], dtype=f.numpy) for n in program.input_names]
         floats += [np.asarray(rounded_constant(c, f), dtype=f.numpy) for c in program.constants]

@@ -77,6 +77,16 @@ _Loader.add_implicit_resolver(
 )
 
 
+def read(path) -> str:
+    """A case file's text, reading at most MAX_BYTES + 1 bytes: a huge, sparse or endless file
+    (a link to /dev/zero) is refused without being read."""
+    with open(path, "rb") as stream:
+        data = stream.read(MAX_BYTES + 1)
+    if len(data) > MAX_BYTES:
+        raise YamlError(f"file is larger than {MAX_BYTES} bytes")
+    return data.decode("utf-8")
+
+
 def load(text: str):
     """Parse one YAML document into plain data with LineDict/LineList containers."""
     if len(text.encode()) > MAX_BYTES:
@@ -91,6 +101,8 @@ def load(text: str):
         raise YamlError(f"invalid YAML: {problem}", mark.line + 1 if mark else None) from None
     except yaml.YAMLError as e:
         raise YamlError(f"invalid YAML: {e}") from None
+    except RecursionError:
+        raise YamlError("invalid YAML: nested too deeply") from None
 
 
 def line_of(data, path: tuple) -> int | None:

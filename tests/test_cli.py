@@ -83,7 +83,10 @@ def test_schema_is_json_schema_of_the_case_format():
     result = runner.invoke(app, ["schema"])
     schema = json.loads(result.stdout)
     assert schema["$schema"].startswith("https://json-schema.org/")
-    assert set(schema["required"]) == {"id", "title", "kind", "inputs", "formula"}
+    assert set(schema["required"]) == {"id", "title", "kind", "inputs"}
+    # a case has formula, impl, or both; impl without formula needs a reference
+    assert schema["anyOf"] == [{"required": ["formula"]}, {"required": ["impl", "reference"]}]
+    assert set(schema["properties"]["impl"]["anyOf"][0]["propertyNames"]["enum"]) == {"tf", "torch", "jax"}
     assert schema["additionalProperties"] is False
     assert schema["properties"]["kind"]["enum"] == ["logprob", "loss", "kl"]
 

@@ -610,3 +610,14 @@ def test_error_bits():
     assert error_bits(3) == 2
     assert error_bits(2**32 - 1) == 32
     assert 32 < error_bits(2**32) < 32 + 1e-9
+
+
+def test_a_cancellation_residue_of_an_exact_zero_is_not_a_nonzero_true_value():
+    """d/dx [log(x*x) - 2 log(x)] = 2/x - 2/x = 0 exactly, but 2x/x^2 and 2/x round differently: a residue of
+    ~2**-prec remains, shrinks as precision grows, and must not be reported as a tiny nonzero (an underflow)."""
+    ref = reference("log(x*x) - 2*log(x)", {"x": np.float32(3)}, F32)
+    grad = output(ref, "grad.x")
+    assert grad.rounded == 0 and grad.exact[()] != 0  # the residue is there ...
+    assert not grad.settled[()] and not grad.nonzero()[()]  # ... and known for what it is
+    value = output(ref, "value")
+    assert value.exact[()] == 0 and not value.nonzero()[()]

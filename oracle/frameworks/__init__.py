@@ -1,25 +1,29 @@
-"""The shared driver: evaluate a case's formula in one framework at one dtype.
+"""The shared driver: evaluate a case's formula, or one of its impls, in one framework at one dtype.
 
 Each backend module (tf, torch, jax) provides an op table `OPS`, `constant`,
 `value_and_grads` and `version`; everything else is shared here. Backends are
-imported only when a case asks for them (TensorFlow alone takes seconds).
+imported only when a case asks for them (TensorFlow alone takes seconds); an
+impl's library paths (`oracle.native`) are resolved only when it runs.
 """
 
 from __future__ import annotations
 
 import importlib
+import sys
 from dataclasses import dataclass
 from fractions import Fraction
-from functools import cache
+from functools import cache, partial
 
 import mpmath
 import numpy as np
 
-from oracle import formula
+from oracle import formula, native
 from oracle.floats import Format, round_to
 
 BACKENDS = ("tf", "torch", "jax")
 PACKAGES = {"tf": "tensorflow", "torch": "torch", "jax": "jax"}
+# libraries an impl may call, recorded in the report's versions once imported
+LIBRARIES = {"tf": ("tensorflow_probability", "keras"), "torch": (), "jax": ("numpyro", "optax")}
 
 
 @dataclass
@@ -57,20 +61,60 @@ def rounded_constant(value: Fraction | str, f: Format) -> float:
     return round_to(value if isinstance(value, Fraction) else exact_constant(value, 4 * f.precision + 64), f)
 
 
-def evaluate(tree: formula.Node, framework: str, inputs: dict[str, np.ndarray], wrt: list[str], f: Format) -> Evaluation:
-    """Run `tree` on `inputs` (already rounded to `f`) with the framework's own ops."""
+def native_ops(framework: str) -> dict:
+    """The op-table entries an impl tree needs: allowlisted library paths and methods, resolved lazily."""
+    return {"native": partial(native.resolve, framework), "method": partial(native.method, framework)}
+
+
+def evaluate(tree: formula.Node, framework: str, inputs: dict[str, np.ndarray], wrt: list[str], f: Format,
+             max_elements: int | None = None) -> Evaluation:
+    """Run `tree` (a formula or an impl of this framework) on `inputs` (already rounded to `f`) with the framework's own ops.
+
+    With `max_elements`, an impl (library code, whose sizes no case check can see) is first traced without
+    running (JAX: a jaxpr; TensorFlow: a graph; PyTorch: meta tensors), and refused, as an error, if any
+    tensor it would compute has more elements. Code that cannot be traced that way (data-dependent
+    shapes) runs as usual: its own error, if any, is the finding."""
     result = Evaluation(framework, f.name)
     try:
         module = backend(framework)
-        ops = {**formula.OPERATORS, **module.OPS,
+        ops = {**formula.OPERATORS, **module.OPS, **native_ops(framework),
                "constant": lambda v: module.constant(rounded_constant(v, f), f.name)}
-        value, grads = module.value_and_grads(lambda env: formula.evaluate(tree, env, ops), inputs, wrt)
+
+        def fn(env):
+            return _tensor(formula.evaluate(tree, env, ops), framework)
+
+        if max_elements is not None and is_impl(tree):
+            try:
+                size, shape = module.largest(fn, inputs, wrt)
+            except Exception:  # noqa: BLE001 - what cannot be traced abstractly (data-dependent code) runs as usual
+                size, shape = 0, ()
+            if size > max_elements:
+                result.error = (f"not run: it would compute a tensor of {size} elements (shape {list(shape)}), more "
+                                f"than the cap of {max_elements} (--max-elements)")
+                return result
+        value, grads = module.value_and_grads(fn, inputs, wrt)
     except Exception as e:  # a framework that raises is a finding, not a crash
         result.error = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}".rstrip(": ")
         return result
     result.value = np.asarray(value)
     result.grads = {name: np.asarray(g) for name, g in grads.items()}
     return result
+
+
+def is_impl(tree: formula.Node) -> bool:
+    """Does the tree call library code (an impl), rather than only the formula language's ops?"""
+    return any(isinstance(node, (formula.Native, formula.Method)) for node in formula.walk(tree))
+
+
+def _tensor(value, framework: str):
+    """The result itself if it is one of the framework's tensors; an impl returning anything else is an error."""
+    if isinstance(value, tuple):
+        raise TypeError(f"returned a tuple of {len(value)} ({type(value).__name__}), not a {framework} tensor: "
+                        "index it, e.g. [1]")
+    if isinstance(value, (list, dict, np.ndarray, np.generic)) or not hasattr(value, "dtype") \
+            or not hasattr(value, "shape"):
+        raise TypeError(f"returned a {type(value).__name__}, not a {framework} tensor")
+    return value
 
 
 @cache
@@ -89,5 +133,11 @@ def subnormal_mode(framework: str, f: Format) -> dict[str, bool]:
 
 
 def versions(frameworks) -> dict[str, str]:
-    """Installed versions of the named frameworks (imports them)."""
-    return {PACKAGES[name]: backend(name).version() for name in frameworks}
+    """Installed versions of the named frameworks (imports them), and of the impl libraries they ran with."""
+    out = {PACKAGES[name]: backend(name).version() for name in frameworks}
+    for name in frameworks:
+        for library in LIBRARIES[name]:
+            module = sys.modules.get(library)
+            if module is not None and getattr(module, "__version__", None):
+                out[library] = str(module.__version__)
+    return out

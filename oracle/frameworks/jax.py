@@ -31,6 +31,33 @@ def version() -> str:
     return jax.__version__
 
 
+def largest_in_jaxpr(jaxpr) -> tuple[int, tuple[int, ...]]:
+    """The element count and shape of the largest value a jaxpr computes (nested jaxprs included)."""
+    best = (0, ())
+    jaxpr = getattr(jaxpr, "jaxpr", jaxpr)
+    for eqn in jaxpr.eqns:
+        for var in eqn.outvars:
+            shape = tuple(getattr(var.aval, "shape", ()))
+            best = max(best, (int(np.prod(shape, dtype=object)), shape))
+        for param in eqn.params.values():
+            for sub in param if isinstance(param, (tuple, list)) else (param,):
+                if hasattr(sub, "eqns") or hasattr(getattr(sub, "jaxpr", None), "eqns"):
+                    best = max(best, largest_in_jaxpr(sub))
+    return best
+
+
+def largest(fn, inputs: dict[str, np.ndarray], wrt: list[str]) -> tuple[int, tuple[int, ...]]:
+    """The largest tensor value_and_grads(fn, ...) would compute, from an abstract trace (nothing is allocated)."""
+    with jax.enable_x64(any(v.dtype == np.float64 for v in inputs.values())):
+        avals = {name: jax.ShapeDtypeStruct(value.shape, value.dtype) for name, value in inputs.items()}
+
+        def run(args):
+            value, pullback = jax.vjp(lambda diff: fn({**args, **diff}), {name: args[name] for name in wrt})
+            return value, pullback(jnp.ones_like(value))
+
+        return largest_in_jaxpr(jax.make_jaxpr(run)(avals))
+
+
 def constant(value: float, dtype: str):
     return jnp.asarray(value, dtype=dtype)
 

@@ -87,17 +87,40 @@ def version() -> str:
     return tf.__version__
 
 
-def constant(value: float, dtype: str):
-    return tf.constant(value, dtype=dtype)
+def largest(fn, inputs: dict[str, np.ndarray], wrt: list[str]) -> tuple[int, tuple[int, ...]]:
+    """The largest tensor value_and_grads(fn, ...) would compute, from a traced graph (nothing is run)."""
+    names = list(inputs)
+
+    def run(*args):
+        return _taped(fn, dict(zip(names, args)), wrt)
+
+    graph = tf.function(run, autograph=False).get_concrete_function(
+        *[tf.TensorSpec(inputs[n].shape, tf.as_dtype(inputs[n].dtype)) for n in names]).graph
+    best = (0, ())
+    for op in graph.get_operations():
+        for out in op.outputs:
+            dims = out.shape.as_list() if out.shape.rank is not None else None
+            if dims is not None and None not in dims:
+                best = max(best, (int(np.prod(dims, dtype=object)), tuple(dims)))
+    return best
 
 
-def value_and_grads(fn, inputs: dict[str, np.ndarray], wrt: list[str]):
-    """f(inputs) and the gradient of sum(f) with respect to each `wrt` input."""
-    tensors = {name: tf.constant(value) for name, value in inputs.items()}
+def _taped(fn, tensors: dict, wrt: list[str]):
+    """fn(tensors) and the gradient of its sum with respect to each `wrt` tensor, eager or in a graph."""
     with tf.GradientTape() as tape:
         for name in wrt:
             tape.watch(tensors[name])
         value = fn(tensors)
     grads = tape.gradient(value, [tensors[name] for name in wrt], output_gradients=tf.ones_like(value),
                           unconnected_gradients=tf.UnconnectedGradients.ZERO)
+    return value, grads
+
+
+def constant(value: float, dtype: str):
+    return tf.constant(value, dtype=dtype)
+
+
+def value_and_grads(fn, inputs: dict[str, np.ndarray], wrt: list[str]):
+    """f(inputs) and the gradient of sum(f) with respect to each `wrt` input."""
+    value, grads = _taped(fn, {name: tf.constant(value) for name, value in inputs.items()}, wrt)
     return value.numpy(), {name: g.numpy() for name, g in zip(wrt, grads)}

@@ -38,6 +38,37 @@ def version() -> str:
     return torch.__version__
 
 
+def largest(fn, inputs: dict[str, np.ndarray], wrt: list[str]) -> tuple[int, tuple[int, ...]]:
+    """The largest tensor value_and_grads(fn, ...) would compute, on meta tensors (nothing is allocated).
+
+    Distributions' argument validation reads values, which meta tensors have not: it is off during this pass."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_flatten
+
+    class Sizes(TorchDispatchMode):
+        best = (0, ())
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            for t in tree_flatten(out)[0]:
+                if isinstance(t, torch.Tensor):
+                    self.best = max(self.best, (t.numel(), tuple(t.shape)))
+            return out
+
+    validate = torch.distributions.Distribution._validate_args
+    torch.distributions.Distribution.set_default_validate_args(False)
+    try:
+        with torch.device("meta"), Sizes() as sizes:  # constants the impl makes are meta tensors too
+            tensors = {name: torch.empty(value.shape, dtype=getattr(torch, value.dtype.name), device="meta",
+                                         requires_grad=name in wrt) for name, value in inputs.items()}
+            value = fn(tensors)
+            if value.requires_grad:
+                torch.autograd.grad(value, [tensors[n] for n in wrt], torch.ones_like(value), allow_unused=True)
+    finally:
+        torch.distributions.Distribution.set_default_validate_args(validate)
+    return sizes.best
+
+
 def constant(value: float, dtype: str):
     return torch.tensor(value, dtype=getattr(torch, dtype))
 

@@ -32,6 +32,13 @@ class OutputReference:
     precision: np.ndarray  # bits that sufficed per component; 0 where never certified
     numeric: np.ndarray | None = None  # mpmath.diff of the forward function (gradients only)
     numeric_agrees: np.ndarray | None = None
+    settled: np.ndarray | None = None  # the exact value itself (not only its rounding) agreed at both precisions
+
+    def nonzero(self) -> np.ndarray:
+        """Components whose true value is certainly nonzero: an exact 0 computed with cancellation leaves a
+        tiny residue that shrinks with precision, so a tiny value counts only where both precisions agree on it."""
+        settled = np.ones(self.exact.shape, bool) if self.settled is None else self.settled
+        return np.vectorize(bool, otypes=[bool])(self.exact) & (settled | (self.rounded != 0))
 
     @property
     def certified(self) -> np.ndarray:
@@ -58,6 +65,13 @@ def _same(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a == b) | (np.isnan(a) & np.isnan(b))
 
 
+def _agree(low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """Exact values at two precisions within 2**-8 relative of each other (or identical)."""
+    def close(a, b):
+        return a == b or (mpmath.isfinite(a) and mpmath.isfinite(b) and abs(a - b) <= abs(b) / 256)
+    return np.asarray(np.frompyfunc(close, 2, 1)(low, high), dtype=bool).reshape(np.shape(high))
+
+
 def _arguments(program: Program, inputs: dict[str, np.ndarray], prec: int) -> list[np.ndarray]:
     exact_inputs = [to_mp(inputs[name]) for name in program.input_names]
     constants = [np.asarray(exact_constant(c, prec), dtype=object) for c in program.constants]
@@ -72,7 +86,7 @@ def compute(program: Program, inputs: dict[str, np.ndarray], f: Format, start: i
     exact: list = [None] * len(names)
     final: list = [None] * len(names)
     needed: list = [None] * len(names)
-    previous = previous_unsure = None
+    previous = previous_unsure = exact_low = None
     prec = max(start, 2 * f.precision)  # exact inputs need >= 53 bits anyway
     while True:
         interpreter = Interpreter()
@@ -84,19 +98,22 @@ def compute(program: Program, inputs: dict[str, np.ndarray], f: Format, start: i
         if exact[0] is None:
             needed = [np.zeros(o.shape, dtype=int) for o in outs]
             exact, final = list(outs), list(rounded)
+        if exact_low is None:
+            settled = [np.zeros(o.shape, bool) for o in outs]
         if previous is not None:
             for k, (old, new) in enumerate(zip(previous, rounded)):
                 fresh = _same(old, new) & (needed[k] == 0) & ~unsure[k] & ~previous_unsure[k]
                 needed[k][fresh] = prec // 2
+                settled[k][fresh] = _agree(exact_low[k], outs[k])[fresh]
                 exact[k] = np.where(fresh, outs[k], exact[k])
                 final[k] = np.where(fresh, new, final[k])
         if all((n > 0).all() for n in needed) or prec * 2 > cap:
             break
-        previous, previous_unsure, prec = rounded, unsure, prec * 2
+        previous, previous_unsure, exact_low, prec = rounded, unsure, outs, prec * 2
     for k in range(len(names)):  # components never certified keep the highest-precision attempt
         exact[k] = np.where(needed[k] > 0, exact[k], outs[k])
         final[k] = np.where(needed[k] > 0, final[k], rounded[k])
-    results = [OutputReference(n, e, r, p) for n, e, r, p in zip(names, exact, final, needed)]
+    results = [OutputReference(n, e, r, p, settled=s) for n, e, r, p, s in zip(names, exact, final, needed, settled)]
     check = _gradient_check(program, inputs, results[1:], f, prec, diff_limit)
     all_finite = all(mpmath.isfinite(v) for o in exact for v in o.ravel())
     return Reference(results, [] if all_finite else interpreter.trace.domain, program.summed, check, cap)

@@ -539,7 +539,8 @@ class Interpreter:
             for j in known:
                 acc = acc - t[i, j] * x[j]
             x[i] = acc if unit else np.asarray(_ufunc(_div, 2)(acc, t[i, i]), dtype=object)
-        self.note_domain("triangular_solve", [t, b], x)
+        if all(_finite_mask(t).ravel()):  # the matrix is finite: a non-finite x comes from this solve
+            self.note_domain("triangular_solve", [b], x)
         return x
 
     def p_cholesky(self, x, **_):
