@@ -78,15 +78,20 @@ def run(
     console = Console(width=None if sys.stdout.isatty() else 160)
     results = []
     for case in cases:
-        result = run_case(case, framework, dtype, max_precision)
+        try:
+            result = run_case(case, framework, dtype, max_precision)
+        except Exception as e:  # a bug or an unsupported construct in one case must not lose the others
+            result = {"id": case.id, "file": case.file, "title": case.spec.title, "kind": case.spec.kind,
+                      "summed": None, "reference": {}, "results": [], "error": f"{type(e).__name__}: {e}"}
+            typer.echo(f"error: {case.file}: {result['error']}", err=True)
         results.append(result)
-        if not json_out:
+        if not json_out and "error" not in result:
             report.print_case(console, result)
     if json_out:
         used = sorted({r["framework"] for res in results for r in res["results"]})
         invalid = [{"file": e.file, "field": e.field, "line": e.line, "message": e.message} for e in errors]
         sys.stdout.write(report.dumps(report.document(environment(used), results, invalid)) + "\n")
-    raise typer.Exit(2 if errors else 0)
+    raise typer.Exit(2 if errors or any("error" in r for r in results) else 0)
 
 
 @app.command()

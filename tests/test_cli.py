@@ -123,3 +123,24 @@ def test_a_wrong_dtype_from_a_framework_is_an_error_not_a_silent_cast():
     value, grad = rows(Evaluation("jax", "float32", np.float64(np.e), {"z": np.float32(np.e)}), ref, evidence)
     assert value["verdict"] == "error" and value["explanation"] == "returned float64[], expected float32[]"
     assert grad["verdict"] == "ok" and grad["ulps"] == 0
+
+
+def test_a_case_that_crashes_the_tool_is_recorded_and_the_batch_goes_on(tmp_path, monkeypatch):
+    import oracle.runner
+
+    real = oracle.runner.run_case
+
+    def flaky(case, *args):
+        if case.id == "boom":
+            raise RuntimeError("simulated bug")
+        return real(case, *args)
+
+    monkeypatch.setattr(oracle.runner, "run_case", flaky)
+    write(tmp_path, "a.yaml", CASE.replace("exp-overflow", "boom"))
+    write(tmp_path, "b.yaml", CASE)
+    result = runner.invoke(app, ["run", str(tmp_path), "--json", "-f", "jax"])
+    assert result.exit_code == 2
+    doc = json.loads(result.stdout)
+    by_id = {c["id"]: c for c in doc["cases"]}
+    assert by_id["boom"]["error"] == "RuntimeError: simulated bug" and by_id["boom"]["results"] == []
+    assert by_id["exp-overflow"]["results"] and "error" not in by_id["exp-overflow"]
