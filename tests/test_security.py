@@ -8,13 +8,19 @@ attack tries and what the refusal must say:
     # mentions: a regular expression the message must match (it names the offending thing)
     # line: the line the refusal names, for refusals that name no field (YAML-level)
 
+Files too big to commit are made here: over 1 MiB of one repeated line, a 16 GiB sparse file, a symlink
+to /dev/zero.
+
 Every file is run through `oracle validate FILE` and `oracle run FILE --json` in a fresh subprocess (several
-files per process, process state otherwise clean), from an empty temporary working directory, under a
-`sys.addaudithook` hook that records what Python's audit events can see: files opened for writing, files
-and folders created, removed or renamed, processes spawned, sockets, shared libraries loaded, code executed
-from strings, environment changes, and every module imported (a refused case never imports TensorFlow,
-PyTorch or JAX: `validate` imports no framework at all). A hook that silently saw nothing would make every
-test pass, so a control run proves it records each kind of event.
+files per process, process state otherwise clean; address space capped so a huge allocation fails), from an
+empty temporary working directory, under a `sys.addaudithook` hook that records what Python's audit events
+can see: files opened for writing (or opened at all in the working directory or /etc/passwd), files and
+folders created, removed or renamed, processes spawned, sockets, shared libraries loaded, unpickling, code
+executed from strings, environment changes, and every module imported. A file refused while loading imports
+no framework at all; one refused by the shape check imports JAX only (oracle traces shapes with it); `run`
+never imports TensorFlow or PyTorch for a refused file. A hook that silently saw nothing would make every
+test pass, so a control run proves it records each kind of event. Hostile files beside a good case never
+stop it from running.
 """
 
 from __future__ import annotations
@@ -59,6 +65,9 @@ frameworks: [jax]
 # The subprocess: runs the CLI on each work item under an audit hook and prints one JSON line per item.
 WORKER = r'''
 import json, os, resource, sys, sysconfig, tempfile, time, traceback
+
+PROTOCOL = os.fdopen(os.dup(1), "w")  # one JSON line per item; anything else written to fd 1 goes to stderr
+os.dup2(2, 1)
 
 LIMIT = 8 << 30
 resource.setrlimit(resource.RLIMIT_AS, (LIMIT, LIMIT))  # a huge allocation fails instead of swapping
@@ -157,7 +166,7 @@ for item in items:
         with open("/proc/self/statm") as f:
             held = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
         resource.setrlimit(resource.RLIMIT_AS, (min(LIMIT, held + (item["spare_gib"] << 30)), LIMIT))
-    print(json.dumps({"begin": key}), flush=True)
+    print(json.dumps({"begin": key}), file=PROTOCOL, flush=True)
     modules, environ = set(sys.modules), dict(os.environ)
     state.update(on=True, events=[], imports=[], cwd=cwd)
     start = time.perf_counter()
@@ -195,7 +204,7 @@ for item in items:
             stage = "crash"
     print(json.dumps({"key": key, "exit_code": exit_code, "stdout": stdout, "stderr": stderr, "crash": crash,
                       "events": state["events"], "imports": sorted(set(state["imports"])), "new_modules": new,
-                      "left_in_cwd": left, "seconds": seconds, "stage": stage}), flush=True)
+                      "left_in_cwd": left, "seconds": seconds, "stage": stage}), file=PROTOCOL, flush=True)
 '''
 
 
@@ -242,45 +251,49 @@ def run_items(queues: list[list[dict]], base: Path) -> dict:
         p.wait()
         del procs[p]
 
-    for queue in queues:
-        start(queue)
-    while procs:
-        for sk, _ in sel.select(timeout=0.5):
-            p = sk.data
-            info = procs[p]
-            chunk = os.read(p.stdout.fileno(), 1 << 20)
-            if not chunk:  # the worker exited
-                rc = p.wait()
-                sel.unregister(p.stdout)
-                del procs[p]
-                if info["current"] is not None:  # it died on this item (segfault, killed for memory)
-                    reports[info["current"]["key"]] = {"key": info["current"]["key"], "died": rc}
-                    start(info["queue"][1:])
-                elif info["queue"]:
-                    info["stderr"].seek(0)
-                    tail = info["stderr"].read()[-3000:].decode(errors="replace")
-                    raise RuntimeError(f"a security worker exited with status {rc} before its items:\n{tail}")
-                continue
-            info["buffer"] += chunk
-            *lines, info["buffer"] = info["buffer"].split(b"\n")
-            for line in lines:
-                msg = json.loads(line)
-                if "begin" in msg:
-                    info["current"] = info["queue"][0]
-                    info["deadline"] = time.monotonic() + info["current"]["timeout"]
-                else:
-                    reports[msg["key"]] = msg
-                    info["queue"].pop(0)
-                    info["current"] = None
-                    info["deadline"] = time.monotonic() + 120
-        for p, info in list(procs.items()):
-            if time.monotonic() > info["deadline"]:
-                item = info["current"]
-                stop(p)
-                if item is None:
-                    raise RuntimeError("a security worker did not start in time")
-                reports[item["key"]] = {"key": item["key"], "hung": item["timeout"]}
-                start([i for i in info["queue"][1:] if i.get("skip_if_hung") != item["key"]])
+    try:
+        for queue in queues:
+            start(queue)
+        while procs:
+            for sk, _ in sel.select(timeout=0.5):
+                p = sk.data
+                info = procs[p]
+                chunk = os.read(p.stdout.fileno(), 1 << 20)
+                if not chunk:  # the worker exited
+                    rc = p.wait()
+                    sel.unregister(p.stdout)
+                    del procs[p]
+                    if info["current"] is not None:  # it died on this item (segfault, killed for memory)
+                        reports[info["current"]["key"]] = {"key": info["current"]["key"], "died": rc}
+                        start(info["queue"][1:])
+                    elif info["queue"]:
+                        info["stderr"].seek(0)
+                        tail = info["stderr"].read()[-3000:].decode(errors="replace")
+                        raise RuntimeError(f"a security worker exited with status {rc} before its items:\n{tail}")
+                    continue
+                info["buffer"] += chunk
+                *lines, info["buffer"] = info["buffer"].split(b"\n")
+                for line in lines:
+                    msg = json.loads(line)
+                    if "begin" in msg:
+                        info["current"] = info["queue"][0]
+                        info["deadline"] = time.monotonic() + info["current"]["timeout"]
+                    else:
+                        reports[msg["key"]] = msg
+                        info["queue"].pop(0)
+                        info["current"] = None
+                        info["deadline"] = time.monotonic() + 120
+            for p, info in list(procs.items()):
+                if time.monotonic() > info["deadline"]:
+                    item = info["current"]
+                    stop(p)
+                    if item is None:
+                        raise RuntimeError("a security worker did not start in time")
+                    reports[item["key"]] = {"key": item["key"], "hung": item["timeout"]}
+                    start([i for i in info["queue"][1:] if i.get("skip_if_hung") != item["key"]])
+    finally:  # a failure leaves no worker behind
+        for p in list(procs):
+            stop(p)
     return reports
 
 
@@ -445,7 +458,7 @@ def check_refusal(audit, name: str, head: dict) -> list[str]:
             if effects:
                 problems.append(f"{command}: side effects{' (while running what it accepted)' if accepted else ''}: "
                                 f"{effects}")
-            frameworks = {m.split('.')[0] for m in report["imports"]} & set(FRAMEWORKS)
+            frameworks = {m.split('.')[0] for m in report["imports"] + report["new_modules"]} & set(FRAMEWORKS)
             if report.get("stage") == "shapes":  # oracle checks shapes by tracing with JAX (abstractly)
                 frameworks -= {"jax", "jaxlib"}
             if frameworks and not accepted:
@@ -534,8 +547,8 @@ def test_hostile_files_in_a_batch_do_not_stop_the_good_case(audit):
 
 
 def test_refusals_are_fast(audit):
-    """A file refused while loading is refused in milliseconds: no framework, no tracing (a refusal by the shape
-    check pays for importing JAX once)."""
+    """A file refused while loading is refused at once: no framework, no tracing (a refusal by the shape check
+    pays for importing JAX once). 5 s leaves room for a loaded machine; a refusal takes milliseconds."""
     slow = {k: round(r["seconds"], 2) for k, r in audit.items()
             if k.startswith("validate ") and r.get("exit_code") == 2 and r.get("stage") == "load" and r["seconds"] > 5}
     assert not slow, f"validate took more than 5 s on {slow}"
