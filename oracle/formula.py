@@ -28,8 +28,6 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
-import numpy as np
-
 MAX_LENGTH = 10_000
 MAX_EXPONENT = 1000  # a decimal literal's exponent: 1e999999999 would make a huge exact Fraction
 MAX_IMPL_INTEGER = 2**24  # integer literals in impl calls (sizes, counts, axes)
@@ -602,107 +600,6 @@ def children(node: Node) -> list[Node]:
     out = [child for child in out if isinstance(child, Node)]
     out += list(getattr(node, "args", ()))
     out += [value for _, value in getattr(node, "kwargs", ())]
-    return out
-
-
-_ELEMENTWISE_CALLS = {"exp", "log", "log1p", "expm1", "sqrt", "square", "abs", "sin", "cos", "tanh", "sigmoid",
-                      "log_sigmoid", "softplus", "erf", "erfc", "lgamma", "digamma", "ndtr", "log_ndtr", "tril",
-                      "cholesky"}
-
-
-def largest(node: Node, shapes: Mapping[str, tuple[int, ...]]) -> tuple[int, tuple[int, ...]]:
-    """The element count and shape of the largest tensor a formula computes, from the inputs' shapes alone
-    (no framework: case loading refuses a formula that would broadcast its inputs into a huge tensor).
-    Sub-expressions whose shapes do not fit, and impl library calls, count as scalars here."""
-    best = [(0, ())]
-
-    def note(shape):
-        if shape is not None:
-            best[0] = max(best[0], (math.prod(shape), tuple(shape)))
-        return shape
-
-    def broadcast(*parts):
-        if any(p is None for p in parts):
-            return None
-        try:
-            return tuple(np.broadcast_shapes(*parts))
-        except ValueError:
-            return None
-
-    def shape_of(n: Node):
-        match n:
-            case Const() | Option():
-                return ()
-            case Name(name=name):
-                return tuple(shapes.get(name, ()))
-            case Unary(operand=operand):
-                return note(shape_of(operand))
-            case Binary(op="matmul", left=left, right=right):
-                return note(_matmul_shape(shape_of(left), shape_of(right)))
-            case Binary(left=left, right=right):
-                return note(broadcast(shape_of(left), shape_of(right)))
-            case Index(value=value, key=key):
-                inner = shape_of(value)
-                if inner is None:
-                    return None
-                try:  # a zero-stride view has the shape and no memory: index it to get the result's shape
-                    view = np.lib.stride_tricks.as_strided(np.zeros(1), inner, (0,) * len(inner))
-                    return note(view[key].shape)
-                except (IndexError, TypeError, ValueError):
-                    return None
-            case Call(func=func, args=args, axis=axis):
-                parts = [shape_of(a) for a in args]
-                if any(p is None for p in parts):
-                    return None
-                if func in _ELEMENTWISE_CALLS:
-                    return note(parts[0])
-                if func in ("where", "hypot") or (func in ("max", "min") and len(parts) == 2):
-                    return note(broadcast(*parts))
-                if func in ("logsumexp", "sum", "mean", "max", "min"):
-                    if axis is None:
-                        return ()
-                    rank = len(parts[0])
-                    return note(tuple(d for k, d in enumerate(parts[0]) if k != axis % max(rank, 1)))
-                if func == "transpose":
-                    return note(tuple(reversed(parts[0])))
-                if func == "diag":
-                    a = parts[0]
-                    return note((a[0], a[0]) if len(a) == 1 else (min(a[-2:]),) if len(a) >= 2 else None)
-                if func == "logdet":
-                    return note(parts[0][:-2])
-                if func == "matmul":
-                    return note(_matmul_shape(*parts))
-                if func == "solve_triangular":
-                    return note(parts[1])
-                return None
-            case Native(args=args, kwargs=kwargs) | Method(args=args, kwargs=kwargs):
-                for child in (*args, *(v for _, v in kwargs)):
-                    shape_of(child)
-                if isinstance(n, Method):
-                    shape_of(n.obj)
-                return None
-        return None
-
-    shape_of(node)
-    return best[0]
-
-
-def _matmul_shape(a, b):
-    """numpy's matmul result shape, or None when the operands do not fit."""
-    if a is None or b is None or not a or not b:
-        return None
-    a2, b2 = (a if len(a) > 1 else (1, *a)), (b if len(b) > 1 else (*b, 1))
-    if a2[-1] != b2[-2]:
-        return None
-    try:
-        batch = tuple(np.broadcast_shapes(a2[:-2], b2[:-2]))
-    except ValueError:
-        return None
-    out = (*batch, a2[-2], b2[-1])
-    if len(b) == 1:
-        out = out[:-1]
-    if len(a) == 1:
-        out = out[:-2] + out[-1:] if len(b) > 1 else out[:-1]
     return out
 
 

@@ -55,7 +55,7 @@ def suggest(source: str | Node, names: set[str] | frozenset[str] = frozenset()) 
     out: list[Rewrite] = []
     seen: set = set()
     for node in _post_order(tree):
-        key = _key(node)
+        key = _structure(node)
         if key in seen:
             continue
         for rule in RULES:
@@ -145,63 +145,38 @@ def _rebuild(node: Node, children: list[Node]) -> Node:
     return node
 
 
-def _children(node: Node) -> list[Node]:
-    match node:
-        case Unary(operand=operand):
-            return [operand]
-        case Binary(left=left, right=right):
-            return [left, right]
-        case Call(args=args):
-            return list(args)
-        case Index(value=value):
-            return [value]
-    return []
-
-
 def _post_order(node: Node):
-    for child in _children(node):
+    for child in formula.children(node):
         yield from _post_order(child)
     yield node
 
 
-_KEYS: dict[int, tuple] = {}  # id(node) -> (node, key): the node is kept so that its id is not reused
-
-
-def _key(node: Node):
-    """The structure of a tree without its source text: x*x and x * x are the same."""
-    entry = _KEYS.get(id(node))
-    if entry is None or entry[0] is not node:
-        if len(_KEYS) > 100_000:
-            _KEYS.clear()
-        entry = _KEYS[id(node)] = (node, _structure(node))
-    return entry[1]
-
-
 def _structure(node: Node):
+    """The structure of a tree without its source text: x*x and x * x are the same."""
     match node:
         case Const(value=value):
             return ("const", value)
         case Name(name=name):
             return ("name", name)
         case Index(key=key):
-            return ("index", _key(node.value), repr(key))
+            return ("index", _structure(node.value), repr(key))
         case Call(func=func, axis=axis):
-            return ("call", func, axis, tuple(_key(a) for a in node.args))
+            return ("call", func, axis, tuple(_structure(a) for a in node.args))
         case Binary(op=op):
-            return ("binary", op, _key(node.left), _key(node.right))
+            return ("binary", op, _structure(node.left), _structure(node.right))
         case Unary():
-            return ("neg", _key(node.operand))
+            return ("neg", _structure(node.operand))
     raise TypeError(f"not a formula node: {node!r}")
 
 
 def same(a: Node, b: Node) -> bool:
-    return _key(a) == _key(b)
+    return _structure(a) == _structure(b)
 
 
 def _substitute(node: Node, key, replacement: Node) -> Node:
-    if _key(node) == key:
+    if _structure(node) == key:
         return replacement
-    children = _children(node)
+    children = formula.children(node)
     new = [_substitute(c, key, replacement) for c in children]
     if all(n is c for n, c in zip(new, children)):
         return node

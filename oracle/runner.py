@@ -20,7 +20,7 @@ from oracle.inputs import rounded
 from oracle.reference import START_PRECISION
 from oracle.reference.condition import condition_numbers
 from oracle.reference.mp_eval import InexactLiteral, UnsupportedPrimitive
-from oracle.reference.program import output_shape, trace
+from oracle.reference.program import trace
 
 
 def run_case(case: Case, frameworks: list[str] | None = None, dtypes: list[str] | None = None,
@@ -66,9 +66,8 @@ def run_case(case: Case, frameworks: list[str] | None = None, dtypes: list[str] 
                                     traced=framework == "jax")
                 evaluation = evaluate(tree, framework, inputs, case.wrt, f, case.max_elements)
                 rows = compare.rows(evaluation, ref, evidence, impl=label)
-                for row in rows:
-                    row["rewrite"] = _rewrite(case, framework, inputs, f, ref, row) if label == "formula" else None
-                results.extend(rows)
+                _attach_rewrites(case, framework, inputs, f, ref, rows if label == "formula" else [])
+                results.extend({**row, "rewrite": row.get("rewrite")} for row in rows)
         references[dtype] = block
     return {"id": case.id, "file": case.file, "title": case.spec.title, "kind": case.spec.kind,
             "summed": program.summed, "reference": references, "results": results}
@@ -116,46 +115,49 @@ def _float64(case: Case, tree: formula.Node, framework: str, inputs: dict, f: Fo
 FIXABLE = ("overflow", "underflow", "cancellation")
 
 
-def _rewrite(case: Case, framework: str, inputs: dict, f: Format, ref, row: dict) -> dict | None:
-    """The best stable rewrite of the formula for a fixable row, verified in the same framework and dtype."""
-    if row["verdict"] not in FIXABLE or row["inherent"] or case.spec.formula is None:
-        return None
-    best = None
-    for suggestion in rewrites.suggest(case.spec.formula, set(case.inputs)):
-        if row["verdict"] not in suggestion.fixes:
-            continue
-        tree = formula.parse(suggestion.formula, set(case.inputs))
-        run = evaluate(tree, framework, inputs, case.wrt, f)
-        output = next(o for o in ref.outputs if o.name == row["output"])
-        got = None if run.error else (run.value if row["output"] == "value" else run.grads[row["output"][5:]])
-        bits = None if got is None else error_bits(int(ulps(got, output.rounded, f).max()))
-        verified = {"rule": suggestion.rule, "before": suggestion.before, "after": suggestion.after,
-                    "formula": suggestion.formula, "error_bits": None if bits is None else repr(round(bits, 4)),
-                    "within_tolerance": bits is not None and bits <= case.spec.tolerance_bits}
-        if best is None or (bits is not None and (best[0] is None or bits < best[0])):
-            best = (bits, verified)
-    return None if best is None else best[1]
+def _attach_rewrites(case: Case, framework: str, inputs: dict, f: Format, ref, rows: list[dict]) -> None:
+    """Give each fixable row the stable rewrite of the formula that does best on its output, verified in the
+    same framework and dtype. Each candidate rewrite is evaluated once, for all rows."""
+    fixable = [row for row in rows if row["verdict"] in FIXABLE and not row["inherent"]]
+    if not fixable:
+        return
+    candidates = [s for s in rewrites.suggest(case.spec.formula, set(case.inputs))
+                  if any(row["verdict"] in s.fixes for row in fixable)]
+    runs = [evaluate(formula.parse(s.formula, set(case.inputs)), framework, inputs, case.wrt, f) for s in candidates]
+    outputs = {o.name: o for o in ref.outputs}
+    for row in fixable:
+        best = None
+        for suggestion, run in zip(candidates, runs):
+            if row["verdict"] not in suggestion.fixes:
+                continue
+            got = None if run.error else (run.value if row["output"] == "value" else run.grads[row["output"][5:]])
+            bits = None if got is None else error_bits(int(ulps(got, outputs[row["output"]].rounded, f).max()))
+            if best is None or (bits is not None and (best[0] is None or bits < best[0])):
+                best = (bits, suggestion)
+        if best is not None:
+            bits, suggestion = best
+            row["rewrite"] = {"rule": suggestion.rule, "before": suggestion.before, "after": suggestion.after,
+                              "formula": suggestion.formula, "error_bits": None if bits is None else repr(round(bits, 4)),
+                              "within_tolerance": bits is not None and bits <= case.spec.tolerance_bits}
 
 
 def check_shapes(case: Case) -> None:
     """Raise ValueError (naming formula or reference) when either fails to trace at the inputs' shapes, or
     would compute a tensor of more elements than the case's cap (`--max-elements`, as for inputs).
 
-    Impls are not traced here (that would import their frameworks): each is traced
-    without running just before it runs (`frameworks.evaluate`), and an impl whose
-    result has the wrong shape is an error row."""
-    shapes = {name: value.shape for name, value in case.inputs.items()}
+    One abstract JAX trace (nothing is computed or allocated) answers both. Impls are
+    not traced here (that would import their frameworks): each is traced without
+    running just before it runs (`frameworks.evaluate`)."""
+    avals = {name: jax.ShapeDtypeStruct(value.shape, jnp.float32) for name, value in case.inputs.items()}
+    ops = {**formula.OPERATORS, **jax_backend.OPS, "constant": lambda v: jnp.float32(0)}
     for field in ("formula", "reference"):
         tree = getattr(case, field)
         if tree is None:
             continue
         try:
-            output_shape(tree, shapes)
+            jaxpr = jax.make_jaxpr(partial(formula.evaluate, tree, ops=ops))(avals)
         except Exception as e:  # JAX raises TypeError/ValueError with the shapes in the message
             raise ValueError(f"{field}: {str(e).splitlines()[0]}") from None
-        ops = {**formula.OPERATORS, **jax_backend.OPS, "constant": lambda v: jnp.float32(0)}
-        avals = {n: jax.ShapeDtypeStruct(s, jnp.float32) for n, s in shapes.items()}
-        jaxpr = jax.make_jaxpr(partial(formula.evaluate, tree, ops=ops))(avals)
         size, shape = jax_backend.largest_in_jaxpr(jaxpr)
         if size > case.max_elements:
             raise ValueError(f"{field}: it computes a tensor of {size} elements (shape {list(shape)}, by broadcasting "

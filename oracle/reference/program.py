@@ -120,10 +120,3 @@ def trace(tree: formula.Node, shapes: dict[str, tuple[int, ...]], wrt: list[str]
     full_jaxpr = jax.make_jaxpr(full)(*avals)
     return Program(full_jaxpr, jax.make_jaxpr(summed)(*avals), names, constants, wrt,
                    summed=full_jaxpr.out_avals[0].shape != (), function=full, avals=avals)
-
-
-def output_shape(tree: formula.Node, shapes: dict[str, tuple[int, ...]]) -> tuple[int, ...]:
-    """The formula's result shape under the JAX table; raises on shape errors."""
-    ops = {**formula.OPERATORS, **jax_backend.OPS, "constant": lambda v: jnp.float32(0)}
-    avals = {n: jax.ShapeDtypeStruct(s, jnp.float32) for n, s in shapes.items()}
-    return jax.eval_shape(lambda env: formula.evaluate(tree, env, ops), avals).shape
