@@ -73,7 +73,7 @@ def run(
     errors += shape_errors
     for e in errors:
         typer.echo(f"invalid: {e}", err=True)
-    from oracle.runner import environment, run_case
+    from oracle.runner import environment, error_result, run_case
 
     console = Console(width=None if sys.stdout.isatty() else 160)
     results = []
@@ -81,8 +81,7 @@ def run(
         try:
             result = run_case(case, framework, dtype, max_precision)
         except Exception as e:  # a bug or an unsupported construct in one case must not lose the others
-            result = {"id": case.id, "file": case.file, "title": case.spec.title, "kind": case.spec.kind,
-                      "summed": None, "reference": {}, "results": [], "error": f"{type(e).__name__}: {e}"}
+            result = error_result(case, f"{type(e).__name__}: {e}")
             typer.echo(f"error: {case.file}: {result['error']}", err=True)
         results.append(result)
         if not json_out and "error" not in result:

@@ -69,8 +69,17 @@ def run_case(case: Case, frameworks: list[str] | None = None, dtypes: list[str] 
                 _attach_rewrites(case, framework, inputs, f, ref, rows if label == "formula" else [])
                 results.extend({**row, "rewrite": row.get("rewrite")} for row in rows)
         references[dtype] = block
+    return {**_header(case), "summed": program.summed, "reference": references, "results": results}
+
+
+def error_result(case: Case, message: str) -> dict:
+    """The result of a case the tool could not run (it raised, timed out or killed its worker): recorded, not lost."""
+    return {**_header(case), "summed": None, "reference": {}, "results": [], "error": message}
+
+
+def _header(case: Case) -> dict:
     return {"id": case.id, "file": case.file, "title": case.spec.title, "kind": case.spec.kind,
-            "summed": program.summed, "reference": references, "results": results}
+            "tags": list(case.spec.tags), "digest": case.digest}
 
 
 def _no_shadow():

@@ -59,9 +59,13 @@ def print_case(console: Console, result: dict) -> None:
     console.print()
 
 
+SCHEMA_VERSION = 1  # of the JSON document; raised when a key changes meaning (keys are only ever added)
+
+
 def document(environment: dict, results: list[dict], invalid: list[dict]) -> dict:
-    """The `--json` document (stable keys: extend, never rename)."""
-    return {"oracle_version": __version__, "environment": environment, "cases": results, "invalid": invalid}
+    """The `--json` document and the audit's report.json (stable keys: extend, never rename)."""
+    return {"schema_version": SCHEMA_VERSION, "oracle_version": __version__, "environment": environment,
+            "cases": results, "invalid": invalid}
 
 
 def dumps(doc: dict) -> str:
