@@ -10,6 +10,7 @@ or used as a path.
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSche
 
 from oracle import formula, native, yamlio
 from oracle.formula import FormulaError
-from oracle.inputs import GENERATORS, InputError, exact_value
+from oracle.inputs import GENERATORS, MAX_SWEEPS, SWEEPS, InputError, Sweep, exact_value, is_sweep, sweep
 
 FRAMEWORKS = ("tf", "torch", "jax")
 DTYPES = ("float32", "float64", "float16")
@@ -33,6 +34,10 @@ _INPUT_SCHEMA = {
         _NUMBER,
         {"type": "array", "items": {"anyOf": [_NUMBER, {"type": "array"}]}},
         *({"type": "object", "required": [g], "additionalProperties": False, "properties": {g: {}}} for g in GENERATORS),
+        {"type": "object", "required": ["sweep"], "additionalProperties": False, "description": "evaluate at each "
+         "point (two sweeps form a grid)", "properties": {"sweep": {"type": "object", "minProperties": 1,
+                                                                     "maxProperties": 1, "properties": {
+                                                                         s: {} for s in SWEEPS}}}},
     ],
 }
 InputSpec = Annotated[Any, WithJsonSchema(_INPUT_SCHEMA)]
@@ -93,10 +98,30 @@ class Case:
     lines: dict[str, int] = field(default_factory=dict)  # top-level field -> line
     impls: dict[str, list[tuple[str, formula.Node]]] = field(default_factory=dict)  # framework -> [(label, tree)]
     max_elements: int = DEFAULT_MAX_ELEMENTS  # the cap on inputs, and on every tensor the case computes
+    sweeps: dict[str, Sweep] = field(default_factory=dict)  # swept inputs; `inputs` holds their points
 
     @property
     def id(self) -> str:
         return self.spec.id
+
+    @property
+    def points(self) -> int:
+        """How many points the case is evaluated at (the product of the sweeps' lengths; 1 without)."""
+        return math.prod(len(s.values) for s in self.sweeps.values())
+
+    @property
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        """Each input's shape at one point: a swept input is a scalar."""
+        return {name: () if name in self.sweeps else value.shape for name, value in self.inputs.items()}
+
+    def batched_inputs(self) -> dict[str, np.ndarray]:
+        """The exact inputs; with sweeps, each gets a leading axis of the points (the grid, row-major)."""
+        if not self.sweeps:
+            return self.inputs
+        grid = dict(zip(self.sweeps, (g.ravel() for g in np.meshgrid(*(s.values for s in self.sweeps.values()),
+                                                                       indexing="ij"))))
+        return {name: grid[name] if name in grid else np.stack([value] * self.points)
+                for name, value in self.inputs.items()}
 
 
 def load(path: str | Path, max_elements: int = DEFAULT_MAX_ELEMENTS) -> Case:
@@ -122,7 +147,7 @@ def load(path: str | Path, max_elements: int = DEFAULT_MAX_ELEMENTS) -> Case:
     def fail(path: tuple, message: str):
         return CaseError(file, ".".join(map(str, path)), message, yamlio.line_of(data, path))
 
-    inputs = {}
+    inputs, sweeps = {}, {}
     for name, value in spec.inputs.items():
         if not name.isidentifier() or name in formula.FUNCTIONS or name in formula.CONSTANTS:
             raise fail(("inputs", name), f"input name '{name}' must be an identifier that is not a function or constant name")
@@ -130,9 +155,21 @@ def load(path: str | Path, max_elements: int = DEFAULT_MAX_ELEMENTS) -> Case:
             raise fail(("inputs", name), f"input name '{name}' is a library that impl expressions call "
                                          f"({', '.join(native.ROOTS)}): rename the input")
         try:
-            inputs[name] = exact_value(value, max_elements)
+            if is_sweep(value):
+                sweeps[name] = sweep(value, max_elements)
+                inputs[name] = sweeps[name].values
+            else:
+                inputs[name] = exact_value(value, max_elements)
         except InputError as e:
             raise fail(("inputs", name, *e.path), str(e)) from None
+    if len(sweeps) > MAX_SWEEPS:
+        raise fail(("inputs", list(sweeps)[MAX_SWEEPS]), f"at most {MAX_SWEEPS} inputs may sweep (a grid); "
+                                                         f"{', '.join(sweeps)} do")
+    points = math.prod(len(s.values) for s in sweeps.values())
+    per_point = sum(1 if name in sweeps else v.size for name, v in inputs.items())
+    if points * per_point > max_elements:
+        raise fail(("inputs", next(iter(sweeps))), f"{points} points x {per_point} input elements make "
+                                                   f"{points * per_point}, more than the cap of {max_elements}")
     wrt = spec.wrt if spec.wrt is not None else list(spec.inputs)
     for k, name in enumerate(wrt):
         if name not in spec.inputs:
@@ -155,7 +192,7 @@ def load(path: str | Path, max_elements: int = DEFAULT_MAX_ELEMENTS) -> Case:
     impls = _impls(spec, fail)
     digest = hashlib.sha256(text.encode()).hexdigest()[:16]
     return Case(spec, file, trees.get("formula"), trees.get("reference", trees.get("formula")), inputs, wrt, digest,
-                dict(data.lines), impls, max_elements)
+                dict(data.lines), impls, max_elements, sweeps)
 
 
 def _impls(spec: CaseSpec, fail) -> dict[str, list[tuple[str, formula.Node]]]:

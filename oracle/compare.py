@@ -37,7 +37,11 @@ def _component_verdicts(ref: OutputReference, reference: Reference, distance: np
     return verdicts
 
 
-def _explain(verdict: str, index: tuple, ref: OutputReference, reference: Reference, f: Format) -> str:
+def _explain(verdict: str, index: tuple, ref: OutputReference, reference: Reference, f: Format,
+             failed: dict[int, str] | None) -> str:
+    if verdict == "error":
+        return f"raised at {len(failed)} of {ref.rounded.shape[0]} points, first at point {min(failed)}: " \
+               f"{failed[min(failed)]}"
     if verdict == "uncertain":
         if ref.numeric_agrees is not None and not ref.numeric_agrees[index]:
             return (f"AD reference {mpmath.nstr(ref.exact[index], 8)} and numerical derivative "
@@ -63,9 +67,11 @@ def _without_values(base: dict, verdict: str, explanation: str = "") -> dict:
             "verdict_counts": {verdict: 1} if verdict == "error" else {}, "components": {}}
 
 
-def rows(evaluation: Evaluation, reference: Reference, evidence: Evidence, impl: str = "formula") -> list[dict]:
+def rows(evaluation: Evaluation, reference: Reference, evidence: Evidence, impl: str = "formula",
+         detail: dict | None = None) -> list[dict]:
     """One result row per output tensor of `evaluation` against `reference`; `impl` labels what ran
-    ("formula", or an impl's label)."""
+    ("formula", or an impl's label). `detail`, if given, receives each output's per-component verdicts
+    and error bits (what a sweep plots)."""
     f, tolerance_bits = evidence.f, evidence.tolerance_bits
     out = []
     for k, ref in enumerate(reference.outputs):
@@ -84,6 +90,8 @@ def rows(evaluation: Evaluation, reference: Reference, evidence: Evidence, impl:
             continue
         distance = ulps(got, ref.rounded, f)
         verdicts = _component_verdicts(ref, reference, distance, tolerance_bits)
+        if evaluation.failed:  # sweep points where the framework raised
+            verdicts[list(evaluation.failed)] = "error"
         exact = np.where(ref.nonzero() | (ref.rounded != 0), ref.exact, mpmath.mpf(0))  # drop cancellation residues
         classified = {index: classify(k, ref.name, index, float(got[index]), exact[index], float(ref.rounded[index]),
                                       evidence)
@@ -93,7 +101,10 @@ def rows(evaluation: Evaluation, reference: Reference, evidence: Evidence, impl:
         verdict = next(v for v in SEVERITY if (verdicts == v).any())
         index = max((tuple(int(i) for i in k) for k in np.argwhere(verdicts == verdict)), key=lambda k: distance[k])
         bits = error_bits(int(distance[index]))
-        why = classified.get(index) or Verdict(verdict, explanation=_explain(verdict, index, ref, reference, f))
+        why = classified.get(index) or Verdict(verdict, explanation=_explain(verdict, index, ref, reference, f,
+                                                                             evaluation.failed))
+        if detail is not None:
+            detail[ref.name] = (verdicts, np.vectorize(error_bits, otypes=[float])(distance))
         kappa = None if evidence.kappa is None else evidence.kappa[k][index]
         out.append({
             **base,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 
@@ -186,6 +187,56 @@ def _generate(spec: dict, max_elements: int) -> np.ndarray:
     a, b = (float(scalar(body.get(p, default))) for p, default in zip(params, (0, 1)))
     draws = rng.normal(a, b, shape) if key == "normal" else rng.uniform(a, b, shape)
     return np.vectorize(Fraction, otypes=[object])(draws) if draws.size else draws.astype(object)
+
+
+SWEEPS = ("linspace", "logspace", "float32_edges")
+MAX_SWEEPS = 2  # two sweeps make a grid; three would make a cube nobody can plot or read
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A swept scalar input: the case is evaluated at each of `values` (exact, 1-D)."""
+
+    kind: str  # linspace, logspace or float32_edges
+    values: np.ndarray
+
+    @property
+    def scale(self) -> str:
+        """How to plot the axis: float32_edges spans -3.4e38..3.4e38 through 0 and the subnormals."""
+        return {"linspace": "linear", "logspace": "log", "float32_edges": "symlog"}[self.kind]
+
+
+def _float32_edges() -> list[Fraction]:
+    """0, the smallest and largest subnormals, the smallest normal, 1, the largest finite; and their negatives."""
+    tiny, normal = Fraction(1, 2**149), Fraction(1, 2**126)
+    positive = [tiny, normal - tiny, normal, Fraction(1), (2 - Fraction(1, 2**23)) * 2**127]
+    return [-v for v in reversed(positive)] + [Fraction(0)] + positive
+
+
+def sweep(spec: dict, max_elements: int) -> Sweep:
+    """`{sweep: {linspace: [start, stop, num]}}`, `{sweep: {logspace: ...}}` or `{sweep: {float32_edges: true}}`."""
+    if len(spec) != 1:
+        raise InputError(f"a sweep is a mapping with the one key sweep; got {sorted(spec)}")
+    spec = spec["sweep"]
+    keys = [k for k in spec if k in SWEEPS] if isinstance(spec, dict) else []
+    if len(keys) != 1 or len(spec) != 1:
+        raise InputError(f"sweep takes a mapping with exactly one of: {', '.join(SWEEPS)}", ("sweep",))
+    kind = keys[0]
+    if kind == "float32_edges":
+        if spec[kind] is not True:
+            raise InputError("float32_edges takes true", ("sweep", kind))
+        values = np.empty(11, dtype=object)
+        values[:] = _float32_edges()
+        return Sweep(kind, values)
+    try:
+        return Sweep(kind, _generate(spec, max_elements))
+    except InputError as e:
+        raise InputError(str(e), ("sweep", *e.path)) from None
+
+
+def is_sweep(spec) -> bool:
+    """Does an input spec sweep (rather than give one value)?"""
+    return isinstance(spec, dict) and "sweep" in spec
 
 
 def rounded(exact: np.ndarray, f: Format) -> np.ndarray:

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from oracle import __version__, compare, formula, reference, rewrites, shadow
+from oracle import __version__, compare, formula, reference, rewrites, shadow, sweep
 from oracle.case import Case
 from oracle.classify import Evidence
 from oracle.floats import Format, error_bits, fmt, ulps
@@ -29,15 +29,21 @@ def run_case(case: Case, frameworks: list[str] | None = None, dtypes: list[str] 
 
     Per framework, the formula (rows labelled "formula") and each of the framework's
     impls (rows labelled by the impl's label) run; a framework with neither runs nothing.
-    `frameworks` narrows the case's own list; `dtypes` replaces it (float64 on request)."""
+    `frameworks` narrows the case's own list; `dtypes` replaces it (float64 on request).
+
+    A sweep case runs once over all its points (a leading axis, vmapped everywhere): its
+    rows describe the worst point, and its `sweep` block every point (`oracle.sweep`)."""
     frameworks = [fw for fw in case.spec.frameworks if frameworks is None or fw in frameworks]
     dtypes = dtypes or case.spec.dtypes
-    shapes = {name: value.shape for name, value in case.inputs.items()}
-    program = trace(case.reference, shapes, case.wrt)
-    results, references = [], {}
+    batched = bool(case.sweeps)
+    exact_inputs = case.batched_inputs()
+    program = trace(case.reference, {name: value.shape for name, value in exact_inputs.items()}, case.wrt,
+                    batched=batched)
+    results, references, series, swept = [], {}, [], {}
     for dtype in dtypes:
         f = fmt(dtype)
-        inputs = {name: rounded(value, f) for name, value in case.inputs.items()}
+        inputs = {name: rounded(value, f) for name, value in exact_inputs.items()}
+        swept[dtype] = {name: inputs[name] for name in case.sweeps}
         ref = reference.compute(program, inputs, f, cap=max_precision)
         precision = max(int(o.precision.max(initial=0)) for o in ref.outputs)
         prec = max(precision, START_PRECISION)
@@ -64,12 +70,20 @@ def run_case(case: Case, frameworks: list[str] | None = None, dtypes: list[str] 
                 evidence = Evidence(framework, f, case.spec.tolerance_bits, block["subnormals"][framework], kappas,
                                     make_shadow, partial(_float64, case, tree, framework, inputs, f),
                                     traced=framework == "jax")
-                evaluation = evaluate(tree, framework, inputs, case.wrt, f, case.max_elements)
-                rows = compare.rows(evaluation, ref, evidence, impl=label)
-                _attach_rewrites(case, framework, inputs, f, ref, rows if label == "formula" else [])
+                evaluation = evaluate(tree, framework, inputs, case.wrt, f, case.max_elements, batched)
+                detail: dict = {}
+                rows = compare.rows(evaluation, ref, evidence, impl=label, detail=detail)
+                _attach_rewrites(case, framework, inputs, f, ref, rows if label == "formula" else [], detail)
+                if batched:
+                    series += sweep.series(evaluation, label, detail, [o.name for o in ref.outputs], case.points)
+                    for row in rows:
+                        row["worst_point"] = sweep.worst_point(case, row, swept[dtype])
                 results.extend({**row, "rewrite": row.get("rewrite")} for row in rows)
         references[dtype] = block
-    return {**_header(case), "summed": program.summed, "reference": references, "results": results}
+    result = {**_header(case), "summed": program.summed, "reference": references, "results": results}
+    if batched:
+        result["sweep"] = sweep.block(case, series, swept)
+    return result
 
 
 def error_result(case: Case, message: str) -> dict:
@@ -90,7 +104,7 @@ def _shadow(case: Case, tree: formula.Node, label: str, inputs: dict, f: Format,
     """JAX's float computation of the formula (or of a JAX impl) replayed beside its exact values; None (said why)
     if it cannot run. The formula's outcome is `shadow` in the reference block, an impl's `impl_shadow.<label>`."""
     try:
-        replay = shadow.run(tree, inputs, case.wrt, f, prec, case.spec.tolerance_bits)
+        replay = shadow.run(tree, inputs, case.wrt, f, prec, case.spec.tolerance_bits, batched=bool(case.sweeps))
     except shadow.ShadowUnavailable as e:
         said, replay = f"unavailable: {e}", None
     except Exception as e:  # an impl's library call the shadow cannot trace: no traced cause, the rest still classifies
@@ -112,7 +126,7 @@ def _float64(case: Case, tree: formula.Node, framework: str, inputs: dict, f: Fo
         return None
     wide = fmt("float64")
     run = evaluate(tree, framework, {n: v.astype(wide.numpy) for n, v in inputs.items()}, case.wrt, wide,
-                   case.max_elements)
+                   case.max_elements, bool(case.sweeps))
     if run.error is not None:
         return None
     outputs = [run.value] + [run.grads[n] for n in case.wrt]
@@ -124,15 +138,18 @@ def _float64(case: Case, tree: formula.Node, framework: str, inputs: dict, f: Fo
 FIXABLE = ("overflow", "underflow", "cancellation")
 
 
-def _attach_rewrites(case: Case, framework: str, inputs: dict, f: Format, ref, rows: list[dict]) -> None:
+def _attach_rewrites(case: Case, framework: str, inputs: dict, f: Format, ref, rows: list[dict],
+                     detail: dict) -> None:
     """Give each fixable row the stable rewrite of the formula that does best on its output, verified in the
-    same framework and dtype. Each candidate rewrite is evaluated once, for all rows."""
+    same framework and dtype at the components that failed with the row's verdict (`detail`, from
+    compare.rows). Each candidate rewrite is evaluated once, for all rows."""
     fixable = [row for row in rows if row["verdict"] in FIXABLE and not row["inherent"]]
     if not fixable:
         return
     candidates = [s for s in rewrites.suggest(case.spec.formula, set(case.inputs))
                   if any(row["verdict"] in s.fixes for row in fixable)]
-    runs = [evaluate(formula.parse(s.formula, set(case.inputs)), framework, inputs, case.wrt, f) for s in candidates]
+    runs = [evaluate(formula.parse(s.formula, set(case.inputs)), framework, inputs, case.wrt, f,
+                     batched=bool(case.sweeps)) for s in candidates]
     outputs = {o.name: o for o in ref.outputs}
     for row in fixable:
         best = None
@@ -140,7 +157,8 @@ def _attach_rewrites(case: Case, framework: str, inputs: dict, f: Format, ref, r
             if row["verdict"] not in suggestion.fixes:
                 continue
             got = None if run.error else (run.value if row["output"] == "value" else run.grads[row["output"][5:]])
-            bits = None if got is None else error_bits(int(ulps(got, outputs[row["output"]].rounded, f).max()))
+            failed = detail[row["output"]][0] == row["verdict"]
+            bits = None if got is None else error_bits(int(ulps(got, outputs[row["output"]].rounded, f)[failed].max()))
             if best is None or (bits is not None and (best[0] is None or bits < best[0])):
                 best = (bits, suggestion)
         if best is not None:
@@ -157,7 +175,7 @@ def check_shapes(case: Case) -> None:
     One abstract JAX trace (nothing is computed or allocated) answers both. Impls are
     not traced here (that would import their frameworks): each is traced without
     running just before it runs (`frameworks.evaluate`)."""
-    avals = {name: jax.ShapeDtypeStruct(value.shape, jnp.float32) for name, value in case.inputs.items()}
+    avals = {name: jax.ShapeDtypeStruct(shape, jnp.float32) for name, shape in case.shapes.items()}
     ops = {**formula.OPERATORS, **jax_backend.OPS, "constant": lambda v: jnp.float32(0)}
     for field in ("formula", "reference"):
         tree = getattr(case, field)
@@ -168,6 +186,8 @@ def check_shapes(case: Case) -> None:
         except Exception as e:  # JAX raises TypeError/ValueError with the shapes in the message
             raise ValueError(f"{field}: {str(e).splitlines()[0]}") from None
         size, shape = jax_backend.largest_in_jaxpr(jaxpr)
+        if case.sweeps:  # every value gets a leading axis of the points
+            size, shape = size * case.points, (case.points, *shape)
         if size > case.max_elements:
             raise ValueError(f"{field}: it computes a tensor of {size} elements (shape {list(shape)}, by broadcasting "
                              f"or a product of its inputs), more than the cap of {case.max_elements} (--max-elements)")

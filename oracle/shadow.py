@@ -200,14 +200,14 @@ class Shadow:
 
 
 def run(tree: formula.Node, inputs: dict[str, np.ndarray], wrt: list[str], f: Format, prec: int,
-        threshold_bits: float = DEFAULT_THRESHOLD_BITS) -> Shadow:
+        threshold_bits: float = DEFAULT_THRESHOLD_BITS, batched: bool = False) -> Shadow:
     """Replay JAX's computation of `tree` (value and gradients of its sum) on `inputs` (already rounded to `f`).
 
     `tree` is a formula or a JAX impl (its library calls are traced like the formula's ops).
 
     `prec` is the exact side's working precision in bits (the reference's certified
     precision is a good choice). Raises ShadowUnavailable for primitives the exact
-    interpreter lacks."""
+    interpreter lacks. `batched`: the inputs have a leading axis of sweep points (see program.trace)."""
     if prec < 2 * f.precision:
         raise ValueError(f"prec={prec} bits cannot carry {f.name} values exactly; use at least {2 * f.precision}")
     texts: list[str] = []
@@ -218,7 +218,8 @@ def run(tree: formula.Node, inputs: dict[str, np.ndarray], wrt: list[str], f: Fo
 
     with jax.enable_x64(f.width == 64):
         program = reference_program.trace(tree, {n: np.shape(v) for n, v in inputs.items()}, wrt,
-                                          ops={**jax_backend.OPS, **native_ops("jax"), "scope": scope})
+                                          ops={**jax_backend.OPS, **native_ops("jax"), "scope": scope},
+                                          batched=batched)
         closed = jax.make_jaxpr(program.function)(*[jax.ShapeDtypeStruct(a.shape, f.numpy) for a in program.avals])
         floats = [np.asarray(inputs[n], dtype=f.numpy) for n in program.input_names]
         floats += [np.asarray(rounded_constant(c, f), dtype=f.numpy) for c in program.constants]

@@ -35,6 +35,9 @@ class Evaluation:
     value: np.ndarray | None = None
     grads: dict[str, np.ndarray] | None = None
     error: str | None = None
+    vectorised: bool | None = None  # a sweep: by the framework's vmap (True) or point by point (False, see note)
+    note: str | None = None
+    failed: dict[int, str] | None = None  # sweep points (run point by point) that raised: their outputs are NaN
 
 
 def backend(name: str):
@@ -67,13 +70,15 @@ def native_ops(framework: str) -> dict:
 
 
 def evaluate(tree: formula.Node, framework: str, inputs: dict[str, np.ndarray], wrt: list[str], f: Format,
-             max_elements: int | None = None) -> Evaluation:
+             max_elements: int | None = None, batched: bool = False) -> Evaluation:
     """Run `tree` (a formula or an impl of this framework) on `inputs` (already rounded to `f`) with the framework's own ops.
 
     With `max_elements`, an impl (library code, whose sizes no case check can see) is first traced without
     running (JAX: a jaxpr; TensorFlow: a graph; PyTorch: meta tensors), and refused, as an error, if any
     tensor it would compute has more elements. Code that cannot be traced that way (data-dependent
-    shapes) runs as usual: its own error, if any, is the finding."""
+    shapes) runs as usual: its own error, if any, is the finding.
+
+    `batched`: the inputs have a leading axis of sweep points, evaluated as independent points."""
     result = Evaluation(framework, f.name)
     try:
         module = backend(framework)
@@ -85,20 +90,53 @@ def evaluate(tree: formula.Node, framework: str, inputs: dict[str, np.ndarray], 
 
         if max_elements is not None and is_impl(tree):
             try:
-                size, shape = module.largest(fn, inputs, wrt)
+                size, shape = module.largest(fn, {n: v[0] for n, v in inputs.items()} if batched else inputs, wrt)
             except Exception:  # noqa: BLE001 - what cannot be traced abstractly (data-dependent code) runs as usual
                 size, shape = 0, ()
+            if batched:  # vmap gives every value a leading axis of the points
+                points = len(next(iter(inputs.values())))
+                size, shape = size * points, (points, *shape)
             if size > max_elements:
                 result.error = (f"not run: it would compute a tensor of {size} elements (shape {list(shape)}), more "
                                 f"than the cap of {max_elements} (--max-elements)")
                 return result
-        value, grads = module.value_and_grads(fn, inputs, wrt)
+        value, grads = _batched(module, fn, inputs, wrt, result) if batched else module.value_and_grads(fn, inputs, wrt)
     except Exception as e:  # a framework that raises is a finding, not a crash
-        result.error = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}".rstrip(": ")
+        result.error = _message(e)
         return result
     result.value = np.asarray(value)
     result.grads = {name: np.asarray(g) for name, g in grads.items()}
     return result
+
+
+def _message(e: Exception) -> str:
+    return f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}".rstrip(": ")
+
+
+def _batched(module, fn, inputs: dict[str, np.ndarray], wrt: list[str], result: Evaluation):
+    """Every sweep point at once with the framework's vmap; where that cannot run (Python control flow on
+    values, such as torch.distributions' argument checks), one call per point, and the result says so.
+    Point by point, a point that raises is recorded in `result.failed` and the others still count."""
+    try:
+        value, grads = module.value_and_grads(fn, inputs, wrt, batched=True)
+        result.vectorised = True
+        return value, grads
+    except Exception as e:  # noqa: BLE001 - the reason is reported; the points still run
+        result.vectorised, result.note = False, f"not vectorised ({_message(e)}): evaluated point by point"
+    runs, failed = [], {}
+    for p in range(len(next(iter(inputs.values())))):
+        try:
+            runs.append(module.value_and_grads(fn, {n: v[p] for n, v in inputs.items()}, wrt))
+        except Exception as e:  # noqa: BLE001 - a finding at this point
+            runs.append(None)
+            failed[p] = _message(e)
+    good = next((run for run in runs if run is not None), None)
+    if good is None:
+        raise RuntimeError(f"every point raised; the first: {failed[0]}")
+    nan = (np.full_like(good[0], np.nan), {n: np.full_like(g, np.nan) for n, g in good[1].items()})
+    runs = [nan if run is None else run for run in runs]
+    result.failed = failed or None
+    return np.stack([v for v, _ in runs]), {n: np.stack([g[n] for _, g in runs]) for n in wrt}
 
 
 def is_impl(tree: formula.Node) -> bool:

@@ -62,10 +62,14 @@ def constant(value: float, dtype: str):
     return jnp.asarray(value, dtype=dtype)
 
 
-def value_and_grads(fn, inputs: dict[str, np.ndarray], wrt: list[str]):
-    """f(inputs) and the gradient of sum(f) with respect to each `wrt` input."""
-    with jax.enable_x64(any(v.dtype == np.float64 for v in inputs.values())):  # float64 for this run only
-        args = {name: jnp.asarray(value) for name, value in inputs.items()}
+def value_and_grads(fn, inputs: dict[str, np.ndarray], wrt: list[str], batched: bool = False):
+    """f(inputs) and the gradient of sum(f) with respect to each `wrt` input; `batched`: of each point
+    along the inputs' leading axis, with jax.vmap."""
+    def point(args):
         value, pullback = jax.vjp(lambda diff: fn({**args, **diff}), {name: args[name] for name in wrt})
         (grads,) = pullback(jnp.ones_like(value))
+        return value, grads
+
+    with jax.enable_x64(any(v.dtype == np.float64 for v in inputs.values())):  # float64 for this run only
+        value, grads = (jax.vmap(point) if batched else point)({n: jnp.asarray(v) for n, v in inputs.items()})
         return np.asarray(value), {name: np.asarray(g) for name, g in grads.items()}

@@ -120,7 +120,12 @@ def constant(value: float, dtype: str):
     return tf.constant(value, dtype=dtype)
 
 
-def value_and_grads(fn, inputs: dict[str, np.ndarray], wrt: list[str]):
-    """f(inputs) and the gradient of sum(f) with respect to each `wrt` input."""
-    value, grads = _taped(fn, {name: tf.constant(value) for name, value in inputs.items()}, wrt)
+def value_and_grads(fn, inputs: dict[str, np.ndarray], wrt: list[str], batched: bool = False):
+    """f(inputs) and the gradient of sum(f) with respect to each `wrt` input; `batched`: of each point
+    along the inputs' leading axis, with tf.vectorized_map (a while loop where pfor has no rule for an op)."""
+    tensors = {name: tf.constant(value) for name, value in inputs.items()}
+    if batched:
+        value, grads = tf.vectorized_map(lambda args: _taped(fn, args, wrt), tensors, fallback_to_while_loop=True)
+    else:
+        value, grads = _taped(fn, tensors, wrt)
     return value.numpy(), {name: g.numpy() for name, g in zip(wrt, grads)}

@@ -73,8 +73,11 @@ def constant(value: float, dtype: str):
     return torch.tensor(value, dtype=getattr(torch, dtype))
 
 
-def value_and_grads(fn, inputs: dict[str, np.ndarray], wrt: list[str]):
-    """f(inputs) and the gradient of sum(f) with respect to each `wrt` input."""
+def value_and_grads(fn, inputs: dict[str, np.ndarray], wrt: list[str], batched: bool = False):
+    """f(inputs) and the gradient of sum(f) with respect to each `wrt` input; `batched`: of each point
+    along the inputs' leading axis, with torch.func.vmap."""
+    if batched:
+        return _vmapped(fn, inputs, wrt)
     tensors = {name: torch.tensor(value, requires_grad=name in wrt) for name, value in inputs.items()}
     value = fn(tensors)
     if value.requires_grad:
@@ -83,3 +86,15 @@ def value_and_grads(fn, inputs: dict[str, np.ndarray], wrt: list[str]):
         grads = [None] * len(wrt)
     grads = [torch.zeros_like(tensors[n]) if g is None else g for n, g in zip(wrt, grads)]
     return value.detach().numpy(), {name: g.numpy() for name, g in zip(wrt, grads)}
+
+
+def _vmapped(fn, inputs: dict[str, np.ndarray], wrt: list[str]):
+    from torch.func import vjp, vmap
+
+    def point(tensors):
+        value, pullback = vjp(lambda diff: fn({**tensors, **diff}), {n: tensors[n] for n in wrt})
+        (grads,) = pullback(torch.ones_like(value))
+        return value, grads
+
+    value, grads = vmap(point)({name: torch.tensor(value) for name, value in inputs.items()})
+    return value.detach().numpy(), {name: grads[name].detach().numpy() for name in wrt}

@@ -53,40 +53,45 @@ def condition_numbers(program: Program, inputs: dict[str, np.ndarray], prec: int
     value, so precision doubles until they agree everywhere or would exceed `cap`.
     """
     exact = [to_mp(inputs[name]) for name in program.input_names]
-    flat = np.concatenate([x.ravel() for x in exact])
-    if not all(mpmath.isfinite(v) for v in flat):
+    points = program.avals[0].shape[0] if program.batched else 1
+    rows = np.concatenate([x.reshape(points, -1) for x in exact], axis=1)  # each point's scalar inputs
+    if not all(mpmath.isfinite(v) for v in rows.ravel()):
         undefined = [np.full(a.shape, mpmath.mpf("nan"), dtype=object) for a in program.full.out_avals]
         return Condition(undefined, [np.ones(a.shape, dtype=bool) for a in program.full.out_avals],
                          "undefined: non-finite inputs", 2 * prec)
-    active = np.flatnonzero([v != 0 for v in flat])
+    active = np.flatnonzero(np.vectorize(bool, otypes=[bool])(rows).any(axis=0))
     n = len(active)
+    per_point = " per point" if program.batched else ""
     if n <= exact_limit:
         random = None
-        method = f"exact: {n} input directions, forward-over-reverse"
+        method = f"exact: {n} input directions{per_point}, forward-over-reverse"
     else:
         random = to_mp(np.random.default_rng(0).standard_normal((n, min(samples, n))))
-        method = (f"estimated: SCE with {random.shape[1]} random directions over {n} nonzero inputs "
+        method = (f"estimated: SCE with {random.shape[1]} random directions over {n} nonzero inputs{per_point} "
                   f"(2-norm, within sqrt({n}) below the 1-norm kappa)")
     jaxpr = _jvp_jaxpr(program, n if random is None else random.shape[1])
-    low = _kappa(program, jaxpr, exact, flat, active, random, prec)
+    low = _kappa(program, jaxpr, exact, rows, active, random, prec)
     while True:  # like the reference: double until two precisions agree (a tiny kappa can need many bits)
-        high = _kappa(program, jaxpr, exact, flat, active, random, 2 * prec)
+        high = _kappa(program, jaxpr, exact, rows, active, random, 2 * prec)
         agrees = [_agree(a, b) for a, b in zip(low, high)]
         if all(a.all() for a in agrees) or 4 * prec > cap:
             return Condition(high, agrees, method, 2 * prec)
         low, prec = high, 2 * prec
 
 
-def _kappa(program: Program, jaxpr, exact: list[np.ndarray], flat: np.ndarray, active: np.ndarray,
+def _kappa(program: Program, jaxpr, exact: list[np.ndarray], rows: np.ndarray, active: np.ndarray,
            random: np.ndarray | None, prec: int) -> list[np.ndarray]:
+    """One evaluation of kappa. A batched program's points are independent, so one direction per input
+    position, scaled by each point's own value there, serves every point at once."""
     with mp.workprec(prec):
         weights = np.eye(len(active), dtype=object) if random is None else _orthonormal(random)
-        directions = np.full((weights.shape[1], len(flat)), mpmath.mpf(0), dtype=object)
-        directions[:, active] = (weights * flat[active, None]).T  # rows of diag(x)·weights
+        directions = np.full((weights.shape[1], *rows.shape), mpmath.mpf(0), dtype=object)
+        directions[:, :, active] = np.einsum("ad,pa->dpa", weights, rows[:, active])  # rows of diag(x)·weights
         tangents, start = [], 0
         for x in exact:
-            tangents.append(directions[:, start:start + x.size].reshape(len(directions), *x.shape))
-            start += x.size
+            size = x.size // rows.shape[0]
+            tangents.append(directions[:, :, start:start + size].reshape(len(directions), *x.shape))
+            start += size
         constants = [np.asarray(exact_constant(c, prec), dtype=object) for c in program.constants]
         outs = Interpreter().run(jaxpr, exact + constants + tangents)
         values, columns = outs[: len(outs) // 2], outs[len(outs) // 2:]

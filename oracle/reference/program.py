@@ -76,24 +76,27 @@ def inline(value: Fraction | str) -> bool:
 
 @dataclass
 class Program:
-    """Jaxprs of a reference definition: `full` gives [value, *grads], `value` gives sum(f)."""
+    """Jaxprs of a reference definition: `full` gives [value, *grads], `value` gives sum(f) (per point when batched)."""
 
     full: jcore.ClosedJaxpr
     value: jcore.ClosedJaxpr
     input_names: list[str]
     constants: list  # exact values of the trailing arguments (Fraction, "pi", "e")
     wrt: list[str]
-    summed: bool  # the formula's result is not a scalar: gradients are of its sum
+    summed: bool  # the formula's result (at one point) is not a scalar: gradients are of its sum
     function: Callable  # what `full` traces: (*inputs, *constants) -> [value, *grads]
     avals: list  # the argument shapes `full` was traced at
+    batched: bool = False  # inputs and outputs have a leading axis of independent points (a sweep)
 
 
 def trace(tree: formula.Node, shapes: dict[str, tuple[int, ...]], wrt: list[str],
-          ops: dict[str, Callable] = EXACT_OPS) -> Program:
+          ops: dict[str, Callable] = EXACT_OPS, batched: bool = False) -> Program:
     """Trace `tree` for inputs of the given shapes (dtypes do not matter: values come later).
 
     `ops` is the op table to trace with: the exact definitions for the reference,
-    the JAX backend's own table for the shadow execution of what JAX runs."""
+    the JAX backend's own table for the shadow execution of what JAX runs.
+    `batched`: every input has a leading axis of points (a sweep) and the formula is
+    vmapped over it, so each point's value and gradients are its own, as if run alone."""
     names = list(shapes)
     constants = list(dict.fromkeys(n.value for n in formula.walk(tree)
                                    if isinstance(n, formula.Const) and not inline(n.value)))
@@ -105,18 +108,28 @@ def trace(tree: formula.Node, shapes: dict[str, tuple[int, ...]], wrt: list[str]
                  "constant": lambda v: slots[v] if v in slots else float(v)}  # float(v) is exact here
         return env, table
 
-    def full(*args):
+    def point(*args):
         env, table = split(args)
         value, pullback = jax.vjp(lambda diff: formula.evaluate(tree, {**env, **diff}, table), {n: env[n] for n in wrt})
         (grads,) = pullback(jnp.ones_like(value))
         return [value] + [grads[n] for n in wrt]
 
-    def summed(*args):
+    def point_value(*args):
         env, table = split(args)
-        return jnp.sum(formula.evaluate(tree, env, table))
+        return formula.evaluate(tree, env, table)
 
+    if batched:  # the constants are shared by every point
+        axes = (0,) * len(names) + (None,) * len(constants)
+        full, value = jax.vmap(point, in_axes=axes), jax.vmap(point_value, in_axes=axes)
+    else:
+        full, value = point, point_value
     avals = [jax.ShapeDtypeStruct(shapes[n], jnp.float32) for n in names]
     avals += [jax.ShapeDtypeStruct((), jnp.float32)] * len(constants)
     full_jaxpr = jax.make_jaxpr(full)(*avals)
-    return Program(full_jaxpr, jax.make_jaxpr(summed)(*avals), names, constants, wrt,
-                   summed=full_jaxpr.out_avals[0].shape != (), function=full, avals=avals)
+    if batched:  # each point's own sum: a point's derivative is never read off a sum with other points' values
+        summed = jax.make_jaxpr(lambda *args: jnp.sum(value(*args), axis=tuple(range(1, len(full_jaxpr.out_avals[0]
+                                                                                         .shape)))))(*avals)
+    else:
+        summed = jax.make_jaxpr(lambda *args: jnp.sum(value(*args)))(*avals)
+    return Program(full_jaxpr, summed, names, constants, wrt, summed=full_jaxpr.out_avals[0].shape[batched:] != (),
+                   function=full, avals=avals, batched=batched)

@@ -25,13 +25,21 @@ def case_table(result: dict) -> Table:
                             ("ulps", "right"), ("bits", "right"), ("kappa", "right"), ("verdict", "left")]:
         table.add_column(column, justify=justify, overflow="fold")
     for row in result["results"]:
-        index = "" if not row["worst_index"] else str(row["worst_index"])
+        index = _where(row)
         table.add_row(row["framework"], *([row["impl"]] if impls else []), row["dtype"], row["output"], index,
                       row["got"] or "-", row["reference"] or "-",
                       row["reference_digits"] or "-", "-" if row["ulps"] is None else str(row["ulps"]),
                       row["error_bits"] or "-", row["kappa"] or "-",
                       Text(row["verdict"] + (" (inherent)" if row["inherent"] else ""), style=STYLE.get(row["verdict"], "")))
     return table
+
+
+def _where(row: dict) -> str:
+    """The worst component: the swept inputs' values in a sweep (then its index within the point), else its index."""
+    if row.get("worst_point"):
+        inner = row["worst_index"][1:]
+        return ", ".join(f"{k}={v}" for k, v in row["worst_point"].items()) + (f" {inner}" if inner else "")
+    return "" if not row["worst_index"] else str(row["worst_index"])
 
 
 def _has_impls(result: dict) -> bool:
@@ -47,6 +55,8 @@ def print_case(console: Console, result: dict) -> None:
                       + (f"; shadow: {ref['shadow']}" if "shadow" in ref else "")
                       + "".join(f"; shadow of {label}: {said}" for label, said in ref.get("impl_shadow", {}).items()),
                       style="dim", highlight=False, markup=False)
+    if "sweep" in result:
+        _print_sweep(console, result["sweep"])
     impls = _has_impls(result)
     for row in result["results"]:
         if row["explanation"]:
@@ -57,6 +67,18 @@ def print_case(console: Console, result: dict) -> None:
             console.print(f"    rewrite {r['before']} -> {r['after']}: {r['error_bits']} bits", style="green" if
                           r["within_tolerance"] else "yellow", highlight=False, markup=False)
     console.print()
+
+
+def _print_sweep(console: Console, sweep: dict) -> None:
+    """A sweep's summary: its axes, how each framework ran it, and where each verdict other than ok holds."""
+    axes = " x ".join(f"{a['input']} ({a['spec']}, {len(a['values'])} points)" for a in sweep["axes"])
+    total = f" = {sweep['points']} points" if len(sweep["axes"]) > 1 else ""
+    console.print(f"  sweep over {axes}{total}; the rows above describe the worst point",
+                  style="dim", highlight=False, markup=False)
+    for note in dict.fromkeys(f"{s['framework']} {s['impl']}: {s['note']}" for s in sweep["series"] if s["note"]):
+        console.print(f"  {note}", style="yellow", highlight=False, markup=False)
+    for threshold in sweep["thresholds"]:
+        console.print(f"  {threshold['text']}", style=STYLE.get(threshold["verdict"], ""), highlight=False, markup=False)
 
 
 SCHEMA_VERSION = 1  # of the JSON document; raised when a key changes meaning (keys are only ever added)
