@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
 
+from oracle import expect as expectations
 from oracle import formula, native, yamlio
 from oracle.formula import FormulaError
 from oracle.inputs import GENERATORS, MAX_SWEEPS, SWEEPS, InputError, Sweep, exact_value, is_sweep, sweep
@@ -49,6 +50,7 @@ _IMPL_SCHEMA = {
                "additionalProperties": {"type": "string"}}],
 }
 ImplSpec = Annotated[Any, WithJsonSchema(_IMPL_SCHEMA)]  # checked in _impls, with the field's path in messages
+ExpectSpec = Annotated[Any, WithJsonSchema(expectations.json_schema())]  # checked by expect.parse
 
 
 class CaseSpec(BaseModel):
@@ -73,6 +75,12 @@ class CaseSpec(BaseModel):
     frameworks: list[Literal["tf", "torch", "jax"]] = list(FRAMEWORKS)
     dtypes: list[Literal["float32", "float64", "float16"]] = ["float32"]
     tolerance_bits: float = Field(5, ge=0, description="within tolerance iff error_bits <= this")
+    expect: ExpectSpec | None = Field(None, description="expected verdicts: framework -> impl label -> output, each "
+                                                        "a verdict, a mapping to the next level, or a list of "
+                                                        "version-ranged entries {versions, verdict}")
+    fixed_in: dict[Literal["tf", "torch", "jax"], str] | None = Field(
+        None, description="framework -> the first release (a PEP 440 version) with the upstream fix")
+    reported: str | None = Field(None, pattern=r"^https?://\S+$", description="URL of the upstream report")
 
 
 class CaseError(ValueError):
@@ -99,6 +107,7 @@ class Case:
     impls: dict[str, list[tuple[str, formula.Node]]] = field(default_factory=dict)  # framework -> [(label, tree)]
     max_elements: int = DEFAULT_MAX_ELEMENTS  # the cap on inputs, and on every tensor the case computes
     sweeps: dict[str, Sweep] = field(default_factory=dict)  # swept inputs; `inputs` holds their points
+    expect: expectations.Expectations | None = None  # the verdicts the case should get
 
     @property
     def id(self) -> str:
@@ -190,9 +199,20 @@ def load(path: str | Path, max_elements: int = DEFAULT_MAX_ELEMENTS) -> Case:
             col = f" (column {e.col + 1})" if e.col is not None else ""
             raise fail((key,), f"{e}{col}") from None
     impls = _impls(spec, fail)
+    if spec.fixed_in:
+        expectations.parse_fixed_in(spec.fixed_in, fail)
+    expect = None if spec.expect is None else expectations.parse(spec.expect, _runs(spec, impls, wrt), fail)
     digest = hashlib.sha256(text.encode()).hexdigest()[:16]
     return Case(spec, file, trees.get("formula"), trees.get("reference", trees.get("formula")), inputs, wrt, digest,
-                dict(data.lines), impls, max_elements, sweeps)
+                dict(data.lines), impls, max_elements, sweeps, expect)
+
+
+def _runs(spec: CaseSpec, impls: dict[str, list[tuple[str, formula.Node]]], wrt: list[str]) -> dict[str, dict]:
+    """framework -> impl label -> outputs, for each framework that runs something: what `expect` may name."""
+    outputs = ["value", *(f"grad.{name}" for name in wrt)]
+    labels = {fw: ["formula"] * (spec.formula is not None) + [label for label, _ in impls.get(fw, [])]
+              for fw in spec.frameworks}
+    return {fw: dict.fromkeys(names, outputs) for fw, names in labels.items() if names}
 
 
 def _impls(spec: CaseSpec, fail) -> dict[str, list[tuple[str, formula.Node]]]:
@@ -235,7 +255,7 @@ def _first_error(file: str, data: dict, error: ValidationError) -> CaseError:
     loc = tuple(err["loc"])
     if loc[-1:] == ("[key]",):  # a mapping key that is not allowed: name the key itself
         loc = loc[:-1]
-    if loc[:1] == ("impl",) and len(loc) == 2 and loc[1] not in FRAMEWORKS:
+    if loc[:1] in (("impl",), ("fixed_in",)) and len(loc) == 2 and loc[1] not in FRAMEWORKS:
         message = f"unknown framework '{loc[1]}' (known: {', '.join(FRAMEWORKS)})"
     elif err["type"] == "extra_forbidden":
         known = ", ".join(CaseSpec.model_fields)

@@ -58,6 +58,9 @@ class Evidence:
     make_shadow: Callable[[], object | None] = lambda: None  # oracle.shadow.Shadow of the formula, if it can run
     make_float64: Callable[[], list[np.ndarray] | None] = lambda: None  # this framework at float64, per output
     traced: bool = False  # the shadow replays this framework's own computation
+    # what ran, evaluated exactly and certified like the reference (None where not certified); default: the
+    # shadow's exact side, which runs at one precision only
+    make_exact: Callable[[], list[np.ndarray] | None] | None = None
 
     @cached_property
     def shadow(self):
@@ -67,8 +70,14 @@ class Evidence:
     def float64(self) -> list[np.ndarray] | None:
         return self.make_float64()
 
+    @cached_property
+    def exact(self) -> list[np.ndarray] | None:
+        if self.make_exact is not None:
+            return self.make_exact()
+        return None if self.shadow is None else self.shadow.exact_outputs
+
     def formula_exact(self, k: int, index: tuple):
-        return None if self.shadow is None else self.shadow.exact_outputs[k][index]
+        return None if self.exact is None else self.exact[k][index]
 
 
 @dataclass

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 import numpy as np
+from mpmath import libmp
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,9 @@ def round_to(x, f: Format) -> float:
     Handles subnormals and overflow to infinity. Returns a Python float holding
     the rounded value exactly (every float16/32/64 value is a float64 value).
     """
+    parts = getattr(x, "_mpf_", None)
+    if parts is not None and parts[1]:
+        return _round_mpf(parts, f)
     q = to_fraction(x)
     if isinstance(q, float):
         return q
@@ -92,6 +96,24 @@ def round_to(x, f: Format) -> float:
     if rounded > f.max_finite:
         return sign * math.inf
     return sign * math.ldexp(n, quantum)
+
+
+def _round_mpf(parts: tuple, f: Format) -> float:
+    """round_to for a finite nonzero mpf, by mpmath's own round-to-nearest-even at the bits `f` has there
+    (fewer below the normal range): exact, and without a Fraction (exp(3.4e38) is a fine mpf but a
+    2**(4.9e38)-sized Fraction)."""
+    sign, man, exp, bits = parts
+    top = exp + bits - 1  # 2**top <= |x| < 2**(top + 1)
+    if top > f.emax + 1:
+        return -math.inf if sign else math.inf
+    precision = f.precision - max(0, f.emin - top)  # the quantum is 2**(emin - precision + 1) below normal
+    if precision < 1:  # below half the smallest subnormal, or in (half, 1) of it: decided against that half
+        half = f.emin - f.precision  # log2 of half the smallest subnormal
+        above_half = top > half or (top == half and man != 1)
+        value = math.ldexp(1.0, half + 1) if precision == 0 and above_half else 0.0
+        return -value if sign else value
+    value = libmp.to_float(libmp.normalize(sign, man, exp, bits, precision, libmp.round_nearest))
+    return math.copysign(math.inf, value) if abs(value) > f.max_finite else value
 
 
 _INT = {16: np.int16, 32: np.int32, 64: np.int64}

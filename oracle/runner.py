@@ -14,7 +14,7 @@ from oracle import __version__, compare, formula, reference, rewrites, shadow, s
 from oracle.case import Case
 from oracle.classify import Evidence
 from oracle.floats import Format, error_bits, fmt, ulps
-from oracle.frameworks import evaluate, subnormal_mode, versions
+from oracle.frameworks import evaluate, native_ops, subnormal_mode, versions
 from oracle.frameworks import jax as jax_backend
 from oracle.inputs import rounded
 from oracle.reference import START_PRECISION
@@ -45,7 +45,7 @@ def run_case(case: Case, frameworks: list[str] | None = None, dtypes: list[str] 
         inputs = {name: rounded(value, f) for name, value in exact_inputs.items()}
         swept[dtype] = {name: inputs[name] for name in case.sweeps}
         ref = reference.compute(program, inputs, f, cap=max_precision)
-        precision = max(int(o.precision.max(initial=0)) for o in ref.outputs)
+        precision = ref.precision
         prec = max(precision, START_PRECISION)
         try:
             kappa = condition_numbers(program, inputs, prec)
@@ -54,7 +54,8 @@ def run_case(case: Case, frameworks: list[str] | None = None, dtypes: list[str] 
             kappas, method = None, f"unavailable: {type(e).__name__}: {e}"  # of this reference are out of reach
         block = {"domain": ref.domain, "gradient_check": ref.gradient_check, "precision_bits": precision,
                  "condition": method, "subnormals": {}}
-        formula_shadow = cache(partial(_shadow, case, case.formula, "formula", inputs, f, prec, block))
+        formula_exact = cache(partial(_exact, case, case.formula, inputs, f, max_precision))
+        formula_shadow = cache(partial(_shadow, case, case.formula, "formula", inputs, f, prec, block, formula_exact))
         for framework in frameworks:
             runs = ([("formula", case.formula)] if case.formula is not None else []) + case.impls.get(framework, [])
             if not runs:
@@ -62,14 +63,15 @@ def run_case(case: Case, frameworks: list[str] | None = None, dtypes: list[str] 
             block["subnormals"][framework] = subnormal_mode(framework, f)
             for label, tree in runs:
                 if label == "formula":  # JAX's shadow of the formula: traced for JAX, a model of tf and torch
-                    make_shadow = formula_shadow
+                    make_shadow, make_exact = formula_shadow, formula_exact
                 elif framework == "jax":  # the shadow replays the JAX impl itself
-                    make_shadow = cache(partial(_shadow, case, tree, label, inputs, f, prec, block))
+                    make_exact = cache(partial(_exact, case, tree, inputs, f, max_precision))
+                    make_shadow = cache(partial(_shadow, case, tree, label, inputs, f, prec, block, make_exact))
                 else:  # no model of tf/torch library code: classify from symptoms, float64 and kappa
-                    make_shadow = _no_shadow
+                    make_shadow = make_exact = _no_shadow
                 evidence = Evidence(framework, f, case.spec.tolerance_bits, block["subnormals"][framework], kappas,
                                     make_shadow, partial(_float64, case, tree, framework, inputs, f),
-                                    traced=framework == "jax")
+                                    traced=framework == "jax", make_exact=lambda m=make_exact: _outputs(m()))
                 evaluation = evaluate(tree, framework, inputs, case.wrt, f, case.max_elements, batched)
                 detail: dict = {}
                 rows = compare.rows(evaluation, ref, evidence, impl=label, detail=detail)
@@ -83,6 +85,8 @@ def run_case(case: Case, frameworks: list[str] | None = None, dtypes: list[str] 
     result = {**_header(case), "summed": program.summed, "reference": references, "results": results}
     if batched:
         result["sweep"] = sweep.block(case, series, swept)
+    if case.expect is not None:  # the verdicts the case should get, at the versions installed
+        result["expectations"] = case.expect.check(result, versions({row["framework"] for row in results}))
     return result
 
 
@@ -93,16 +97,23 @@ def error_result(case: Case, message: str) -> dict:
 
 def _header(case: Case) -> dict:
     return {"id": case.id, "file": case.file, "title": case.spec.title, "kind": case.spec.kind,
-            "tags": list(case.spec.tags), "digest": case.digest}
+            "tags": list(case.spec.tags), "digest": case.digest, "tolerance_bits": case.spec.tolerance_bits}
 
 
 def _no_shadow():
     return None
 
 
-def _shadow(case: Case, tree: formula.Node, label: str, inputs: dict, f: Format, prec: int, block: dict):
+def _shadow(case: Case, tree: formula.Node, label: str, inputs: dict, f: Format, prec: int, block: dict,
+            make_exact):
     """JAX's float computation of the formula (or of a JAX impl) replayed beside its exact values; None (said why)
-    if it cannot run. The formula's outcome is `shadow` in the reference block, an impl's `impl_shadow.<label>`."""
+    if it cannot run. The formula's outcome is `shadow` in the reference block, an impl's `impl_shadow.<label>`.
+
+    The exact side runs at the precision that certified `tree` itself (`make_exact`), not only the
+    reference's: log(1 + exp(-50)) needs more bits as written than as log1p(exp(-50))."""
+    exact = make_exact()
+    if exact is not None:
+        prec = max(prec, 2 * exact.precision)
     try:
         replay = shadow.run(tree, inputs, case.wrt, f, prec, case.spec.tolerance_bits, batched=bool(case.sweeps))
     except shadow.ShadowUnavailable as e:
@@ -118,6 +129,22 @@ def _shadow(case: Case, tree: formula.Node, label: str, inputs: dict, f: Format,
     else:
         block.setdefault("impl_shadow", {})[label] = said
     return replay
+
+
+def _exact(case: Case, tree: formula.Node, inputs: dict, f: Format, cap: int) -> reference.Reference | None:
+    """What JAX runs for `tree` (its own ops and library code), evaluated exactly and certified like the
+    reference; None where the interpreter cannot run it."""
+    try:
+        program = trace(tree, {n: v.shape for n, v in inputs.items()}, case.wrt,
+                        ops={**jax_backend.OPS, **native_ops("jax")}, batched=bool(case.sweeps))
+        return reference.compute(program, inputs, f, cap=cap, diff_limit=0)
+    except Exception:  # noqa: BLE001 - no certified evaluation: classification falls back on other evidence
+        return None
+
+
+def _outputs(exact: reference.Reference | None) -> list[np.ndarray] | None:
+    """The certified exact outputs; None at components no precision up to the cap settled."""
+    return None if exact is None else [np.where(o.certified, o.exact, None) for o in exact.outputs]
 
 
 def _float64(case: Case, tree: formula.Node, framework: str, inputs: dict, f: Format) -> list | None:

@@ -621,3 +621,20 @@ def test_a_cancellation_residue_of_an_exact_zero_is_not_a_nonzero_true_value():
     assert not grad.settled[()] and not grad.nonzero()[()]  # ... and known for what it is
     value = output(ref, "value")
     assert value.exact[()] == 0 and not value.nonzero()[()]
+
+
+def test_rounding_far_outside_the_format_needs_no_giant_fraction():
+    """exp(3.4e38) is a fine mpf (its exponent is a 129-bit integer); as a Fraction it would need 2**128 bits."""
+    with mpmath.workprec(100):
+        huge, tiny = mpmath.exp(mpmath.mpf("3.4e38")), mpmath.exp(mpmath.mpf("-3.4e38"))
+        half_subnormal = mpmath.ldexp(1, -150)
+        above_half = half_subnormal * (1 + mpmath.ldexp(1, -60))
+        largest = (2 - mpmath.ldexp(1, -23)) * mpmath.ldexp(1, 127)
+        halfway_up, below_halfway = largest + mpmath.ldexp(1, 103), largest + mpmath.ldexp(1, 102)
+    assert round_to(huge, F32) == math.inf and round_to(-huge, F32) == -math.inf
+    assert round_to(tiny, F32) == 0.0 and math.copysign(1, round_to(-tiny, F32)) == -1
+    # at the edges the mpf path still rounds to nearest, ties to even, as the Fraction arithmetic does
+    assert round_to(half_subnormal, F32) == 0.0  # a tie: to even, 0
+    assert round_to(above_half, F32) == 2.0**-149
+    assert round_to(halfway_up, F32) == math.inf  # halfway to 2**128: the tie goes to even, which overflows
+    assert round_to(below_halfway, F32) == float(largest)

@@ -14,7 +14,7 @@ from mpmath import mp
 
 from oracle.floats import Format, round_to, ulps
 from oracle.frameworks import exact_constant
-from oracle.reference.mp_eval import Interpreter, to_mp
+from oracle.reference.mp_eval import Interpreter, paused_gc, to_mp
 from oracle.reference.program import Program
 
 START_PRECISION = 64
@@ -53,6 +53,11 @@ class Reference:
     gradient_check: str
     cap: int  # the highest precision the certification may use
 
+    @property
+    def precision(self) -> int:
+        """The most bits any component needed (0 if none was certified)."""
+        return max(int(o.precision.max(initial=0)) for o in self.outputs)
+
 
 def round_array(x: np.ndarray, f: Format) -> np.ndarray:
     out = np.empty(x.shape, dtype=f.numpy)
@@ -82,6 +87,12 @@ def compute(program: Program, inputs: dict[str, np.ndarray], f: Format, start: i
             cap: int = MAX_PRECISION, diff_limit: int = DIFF_LIMIT) -> Reference:
     """Evaluate at doubling precisions until each component rounds to `f` the same way twice
     (runs where it may come from a cancelled absorption do not count; see mp_eval.Trace)."""
+    with paused_gc():
+        return _compute(program, inputs, f, start, cap, diff_limit)
+
+
+def _compute(program: Program, inputs: dict[str, np.ndarray], f: Format, start: int, cap: int,
+             diff_limit: int) -> Reference:
     names = ["value"] + [f"grad.{n}" for n in program.wrt]
     exact: list = [None] * len(names)
     final: list = [None] * len(names)
