@@ -17,8 +17,8 @@ from oracle.classify import FAILURES, Evidence, Verdict, classify
 from oracle.floats import Format, error_bits, ulps
 from oracle.frameworks import Evaluation
 from oracle.reference import OutputReference, Reference
+from oracle.verdicts import SEVERITY
 
-SEVERITY = ("error", "overflow", "underflow", "cancellation", "mismatch", "ill-conditioning", "uncertain", "domain", "ok")
 MAX_LISTED = 100  # components listed per class in a row
 
 

@@ -31,9 +31,8 @@ from packaging.version import InvalidVersion, Version
 
 from oracle import yamlio
 from oracle.frameworks import PACKAGES
+from oracle.verdicts import SEVERITY
 
-# compare.SEVERITY's verdicts (compare imports JAX, which loading a case must not; tests keep the two equal)
-VERDICTS = ("error", "overflow", "underflow", "cancellation", "mismatch", "ill-conditioning", "uncertain", "domain", "ok")
 MAX_SPECIFIER = 200
 Fail = Callable[[tuple, str], Exception]  # (field path, message) -> the error to raise, located in the case file
 
@@ -148,11 +147,11 @@ def _entry(item: Any, path: tuple, below: dict | list | None, fail: Fail) -> Ent
 
 
 def _verdict(value: str, path: tuple, fail: Fail) -> str:
-    if value in VERDICTS:
+    if value in SEVERITY:
         return value
-    close = difflib.get_close_matches(value, VERDICTS, 1)
+    close = difflib.get_close_matches(value, SEVERITY, 1)
     hint = f"; did you mean {close[0]!r}?" if close else ""
-    raise fail(path, f"unknown verdict {value!r}{hint} (verdicts: {', '.join(VERDICTS)})")
+    raise fail(path, f"unknown verdict {value!r}{hint} (verdicts: {', '.join(SEVERITY)})")
 
 
 def _shown(value: Any) -> str:
@@ -454,7 +453,7 @@ def _same_case(text: str, new: str, expect: dict | None) -> None:
 
 def json_schema() -> dict:
     """The JSON Schema of `expect`, for editors (`parse` is the check: it also knows the case's impls and outputs)."""
-    verdict = {"enum": list(VERDICTS)}
+    verdict = {"enum": list(SEVERITY)}
 
     def level(below: dict | None) -> dict:
         values = [verdict, *([{"type": "object", "minProperties": 1, "additionalProperties": below}] if below else [])]

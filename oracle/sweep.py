@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 from oracle.case import Case
-from oracle.compare import SEVERITY
 from oracle.frameworks import Evaluation
+from oracle.verdicts import SEVERITY
 
 UNMEASURED = ("error", "domain", "uncertain")  # no error bits: the framework raised, or no certified reference
 RANK = {v: k for k, v in enumerate(SEVERITY)}

@@ -281,9 +281,3 @@ def test_scales_place_values_where_the_axis_says():
     assert log.to_px(1.0) == pytest.approx(300) and [label for _, label in log.ticks][:2] == ["1e-3", "1e-2"]
     linear = value_scale("linear", Z, 0, 120)
     assert linear.to_px(-40.0) == pytest.approx(60) and [label for _, label in linear.ticks][0] == "-100"
-
-
-def test_severity_is_compare_severity():
-    from oracle.compare import SEVERITY
-
-    assert report_html.SEVERITY == SEVERITY

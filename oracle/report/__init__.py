@@ -34,6 +34,11 @@ def case_table(result: dict) -> Table:
     return table
 
 
+def ordered(names: set[str], first: tuple[str, ...]) -> list[str]:
+    """`names` in the order of `first`, then any others (a verdict or framework a newer version made) sorted."""
+    return [n for n in first if n in names] + sorted(names - set(first))
+
+
 def _where(row: dict) -> str:
     """The worst component: the swept inputs' values in a sweep (then its index within the point), else its index."""
     if row.get("worst_point"):

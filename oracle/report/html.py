@@ -12,15 +12,14 @@ import shlex
 from collections import Counter
 from html import escape
 
-from oracle.report import STYLE, _has_impls
+from oracle.report import STYLE, _has_impls, ordered
 from oracle.report.plot import Figure, figures, grid_ceiling, ramp_legend, series_label, verdict_class
+from oracle.verdicts import SEVERITY
 
 RICH_COLOURS = {"green": "#1a7f37", "magenta": "#a2238f", "yellow": "#9a6700", "cyan": "#0b7a8a", "blue": "#0969da",
                 "bold red": "#cf222e"}  # report.STYLE's terminal colours, as the page draws them
 COLOURS = {verdict: RICH_COLOURS[style] for verdict, style in STYLE.items()}  # the one table: badges, rows, points
 OTHER_COLOUR = "#57606a"  # a verdict this version does not know
-SEVERITY = ("error", "overflow", "underflow", "cancellation", "mismatch", "ill-conditioning", "uncertain", "domain",
-            "ok")  # compare.SEVERITY: the order of verdicts in the summary, and what makes a case's worst
 FRAMEWORKS = ("tf", "torch", "jax")
 
 
@@ -85,10 +84,6 @@ def _badge(verdict: str, text: str | None = None) -> str:
     return f'<span class="badge {verdict_class(verdict)}">{_e(verdict if text is None else text)}</span>'
 
 
-def _ordered(names: set[str], first: tuple[str, ...]) -> list[str]:
-    return [n for n in first if n in names] + sorted(names - set(first))
-
-
 def _header(doc: dict) -> str:
     env = doc.get("environment", {})
     versions = " · ".join(f"{_e(k)} {_e(v)}" for k, v in env.get("versions", {}).items())
@@ -117,10 +112,10 @@ def _counts_table(rows: list[dict]) -> str:
     if not rows:
         return "<p>No result rows.</p>"
     counts = Counter((r["framework"], r["verdict"]) for r in rows)
-    verdicts = _ordered({v for _, v in counts}, SEVERITY[::-1])
+    verdicts = ordered({v for _, v in counts}, SEVERITY[::-1])
     head = "".join(f"<th>{_badge(v)}</th>" for v in verdicts)
     body = []
-    for fw in _ordered({f for f, _ in counts}, FRAMEWORKS):
+    for fw in ordered({f for f, _ in counts}, FRAMEWORKS):
         cells = "".join(f'<td><button class="count {verdict_class(v)}" data-set="{_e(script_json({"fw": fw, "v": v}))}"'
                         f' title="show {_e(fw)} rows with verdict {_e(v)}">{counts[fw, v]}</button></td>'
                         if counts[fw, v] else '<td class="zero">·</td>' for v in verdicts)
@@ -131,7 +126,7 @@ def _counts_table(rows: list[dict]) -> str:
 
 def _index(cases: list[dict]) -> str:
     """One line per case (findings first): its worst verdict per framework, linking to its panel."""
-    frameworks = _ordered({r["framework"] for c in cases for r in c.get("results", [])}, FRAMEWORKS)
+    frameworks = ordered({r["framework"] for c in cases for r in c.get("results", [])}, FRAMEWORKS)
     lines = []
     for index, case in enumerate(cases):
         by_fw = {fw: [r["verdict"] for r in case.get("results", []) if r["framework"] == fw] for fw in frameworks}
@@ -154,8 +149,8 @@ def _invalid(invalid: list[dict]) -> str:
 
 def _filters(cases: list[dict]) -> str:
     rows = [r for c in cases for r in c.get("results", [])]
-    frameworks = _ordered({r["framework"] for r in rows}, FRAMEWORKS)
-    verdicts = _ordered({r["verdict"] for r in rows} | ({"error"} if any(c.get("error") for c in cases) else set()),
+    frameworks = ordered({r["framework"] for r in rows}, FRAMEWORKS)
+    verdicts = ordered({r["verdict"] for r in rows} | ({"error"} if any(c.get("error") for c in cases) else set()),
                         SEVERITY)
     tags = sorted({str(t) for c in cases for t in c.get("tags", [])})
     return ('<nav class="filters card" id="filters">'
@@ -173,7 +168,7 @@ def _panel(case: dict, anchor: str, first_plot: int) -> tuple[str, list[dict]]:
     """A case's panel and the hover data of its plots (numbered from `first_plot` in the page)."""
     worst = _case_worst(case)
     counts = Counter(r["verdict"] for r in case.get("results", []))
-    badges = "".join(_badge(v, f"{v} {counts[v]}") for v in _ordered(set(counts), SEVERITY))
+    badges = "".join(_badge(v, f"{v} {counts[v]}") for v in ordered(set(counts), SEVERITY))
     sweep_html, plots = _sweep(case["sweep"], case.get("tolerance_bits"), first_plot) if case.get("sweep") else ("", [])
     error = (f'<div class="error"><b>could not run:</b> <pre>{_e(case["error"])}</pre></div>'
              if case.get("error") else "")
@@ -301,7 +296,7 @@ def _sweep(sweep: dict, tolerance: float | None, first_plot: int) -> tuple[str, 
     html = "".join(_figure(f, first_plot + k) for k, f in enumerate(figs))
     if not figs:
         html = f"<p>a sweep over {len(axes)} inputs is not plotted (1 or 2 are).</p>"
-    verdicts = _ordered({str(v) for s in sweep.get("series", []) for v in s.get("verdicts", [])}, SEVERITY)
+    verdicts = ordered({str(v) for s in sweep.get("series", []) for v in s.get("verdicts", [])}, SEVERITY)
     legend = "".join(_badge(v) for v in verdicts) + (
         f" {ramp_legend(grid_ceiling(sweep))} <span class=\"na-key\">grey: not measurable</span>" if len(axes) == 2
         else ' <span class="na-key">× at the bottom: not measurable</span>')

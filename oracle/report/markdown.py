@@ -9,11 +9,12 @@ from pathlib import Path
 
 from oracle.audit import Options, has_findings, not_ok_rows, unmet_expectations
 from oracle.frameworks import BACKENDS
+from oracle.report import ordered
+from oracle.verdicts import SEVERITY
 
 DEFAULTS = Options()
 
-VERDICTS = ("ok", "overflow", "underflow", "cancellation", "ill-conditioning", "mismatch", "uncertain", "domain",
-            "error")  # the order columns and cell counts follow; any other verdict comes after, sorted
+VERDICTS = SEVERITY[::-1]  # ok first, as report.html orders them; any other verdict comes after, sorted
 
 
 def render(doc: dict) -> str:
@@ -59,16 +60,12 @@ def _summary(doc: dict) -> str:
             f"{env.get('python', '?')} on {env.get('platform', '?')}; {versions}.")
 
 
-def _ordered(found: set[str], order: tuple[str, ...]) -> list[str]:
-    return [name for name in order if name in found] + sorted(found - set(order))
-
-
 def _framework_table(cases: list[dict]) -> str:
     """Rows (framework x impl x dtype x output) per framework and verdict."""
     rows = [row for result in cases for row in result["results"]]
     counts = Counter((row["framework"], row["verdict"]) for row in rows)
-    frameworks = _ordered({row["framework"] for row in rows}, BACKENDS)
-    verdicts = _ordered({row["verdict"] for row in rows}, VERDICTS)
+    frameworks = ordered({row["framework"] for row in rows}, BACKENDS)
+    verdicts = ordered({row["verdict"] for row in rows}, VERDICTS)
     body = [[fw, *(counts[fw, v] for v in verdicts), sum(counts[fw, v] for v in verdicts)] for fw in frameworks]
     body.append(["all", *(sum(counts[fw, v] for fw in frameworks) for v in verdicts), len(rows)])
     return ("## Verdicts by framework\n\nRows: one per framework, impl, dtype and output (a tensor's row is its worst "
@@ -78,8 +75,8 @@ def _framework_table(cases: list[dict]) -> str:
 
 def _family_table(cases: list[dict]) -> str:
     """Per family (the case's folder) and framework, the verdict counts of its rows; errored cases counted apart."""
-    families = _ordered({family(r) for r in cases}, ())
-    frameworks = _ordered({row["framework"] for r in cases for row in r["results"]}, BACKENDS)
+    families = ordered({family(r) for r in cases}, ())
+    frameworks = ordered({row["framework"] for r in cases for row in r["results"]}, BACKENDS)
     body = []
     for name in families:
         members = [r for r in cases if family(r) == name]
@@ -91,7 +88,7 @@ def _family_table(cases: list[dict]) -> str:
 
 
 def _counts(counter: Counter) -> str:
-    return ", ".join(f"{counter[v]} {v}" for v in _ordered(set(counter), VERDICTS)) or "-"
+    return ", ".join(f"{counter[v]} {v}" for v in ordered(set(counter), VERDICTS)) or "-"
 
 
 def _invalid(invalid: list[dict]) -> str:
@@ -136,7 +133,7 @@ def _unmet(e: dict) -> str:
 def _reproduce(result: dict, options: dict) -> str:
     """`oracle run` of this case on the frameworks with findings (an errored case: the audit's), with the audit's
     options that change results."""
-    frameworks = _ordered({r["framework"] for r in not_ok_rows(result)}
+    frameworks = ordered({r["framework"] for r in not_ok_rows(result)}
                           | {e["framework"] for e in unmet_expectations(result)}, BACKENDS) \
         or options.get("frameworks") or ()
     words = ["oracle", "run", result["file"], *(w for fw in frameworks for w in ("-f", fw)),
