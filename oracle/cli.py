@@ -74,13 +74,12 @@ def _valid(paths: list[Path], max_elements: int) -> tuple[list, list[CaseError]]
     return cases, errors
 
 
-def _run_or_error(case, framework: list[str] | None, dtype: list[str] | None = None,
-                  max_precision: int = 4096) -> dict:
-    """The case's result, or its error_result (said on stderr) when the tool crashed on it."""
+def _run_or_error(case, **options) -> dict:
+    """The case's result (`options` are run_case's), or its error_result, said on stderr, when the tool crashed."""
     from oracle.runner import error_result, run_case
 
     try:
-        return run_case(case, framework, dtype, max_precision)
+        return run_case(case, **options)
     except Exception as e:  # a bug or an unsupported construct in one case must not lose the others
         result = error_result(case, f"{type(e).__name__}: {e}")
         typer.echo(f"error: {case.file}: {result['error']}", err=True)
@@ -113,7 +112,7 @@ def run(
     console = Console(width=None if sys.stdout.isatty() else 160)
     results = []
     for case in cases:
-        result = _run_or_error(case, framework, dtype, max_precision)
+        result = _run_or_error(case, frameworks=framework, dtypes=dtype, max_precision=max_precision)
         results.append(result)
         if not json_out and "error" not in result:
             report.print_case(console, result)
@@ -209,7 +208,7 @@ def check(
     tally: Counter = Counter()
     versions: set[str] = set()
     for case in cases:
-        result = _run_or_error(case, framework)
+        result = _run_or_error(case, frameworks=framework)
         if "error" in result:
             tally["could not run"] += 1
             continue

@@ -72,10 +72,9 @@ def _thresholds(s: dict, case: Case, rounded: dict[str, np.ndarray]) -> list[dic
             for axis, name in enumerate(names):
                 along = grid.any(axis=tuple(k for k in range(len(names)) if k != axis))
                 spans.append(_span(name, along, _axis_values(rounded[name], axis, lengths)))
-            where, at = " and ".join(spans) + " (the box its points span)", None
-        first = next(iter(rounded[names[0]][hit]))
+            where, at = " and ".join(spans) + " (the box its points span)", float(rounded[names[0]][hit][0])
         out.append({"framework": s["framework"], "impl": s["impl"], "dtype": s["dtype"], "output": s["output"],
-                    "verdict": verdict, "input": names[0], "at": float(first) if at is None else at,
+                    "verdict": verdict, "input": names[0], "at": at,
                     "text": f"{who}: {verdict} {where} ({count})"})
     return out
 

@@ -90,14 +90,14 @@ def throughput(points: int) -> None:
                 out = [_by_hand(mpmath.mpf(float(v))) for v in x]
         return out
 
-    times: dict[str, list[float]] = {"ours": [], "hand": []}
-    for _ in range(3):  # alternated, medians
-        for name, run in (("ours", lambda: reference.compute(program, {"x": x}, f)), ("hand", by_hand)):
-            start = time.perf_counter()
-            out = run()
-            times[name].append(time.perf_counter() - start)
-            hand = out if name == "hand" else None
-    ours, baseline = statistics.median(times["ours"]), statistics.median(times["hand"])
+    def timed(run) -> float:
+        start = time.perf_counter()
+        run()
+        return time.perf_counter() - start
+
+    runs = [(timed(lambda: reference.compute(program, {"x": x}, f)), timed(by_hand)) for _ in range(3)]  # alternated
+    ours, baseline = (statistics.median(t) for t in zip(*runs))
+    hand = by_hand()
     with mpmath.workprec(2 * max(needed)):  # and the two agree
         worst = max(abs(a - b) / max(abs(b), mpmath.mpf(2) ** -149) for o, k in zip(ref.outputs, (0, 1))
                     for a, b in zip(o.exact, (h[k] for h in hand)))

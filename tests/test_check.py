@@ -78,7 +78,7 @@ def test_invalid_input_exits_2_and_the_valid_cases_still_run(tmp_path):
 
 
 def test_a_case_that_crashes_is_an_error(tmp_path, monkeypatch):
-    def crash(case, *options):
+    def crash(case, **options):
         raise RuntimeError("boom")
 
     monkeypatch.setattr("oracle.runner.run_case", crash)

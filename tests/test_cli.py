@@ -130,10 +130,10 @@ def test_a_case_that_crashes_the_tool_is_recorded_and_the_batch_goes_on(tmp_path
 
     real = oracle.runner.run_case
 
-    def flaky(case, *args):
+    def flaky(case, **options):
         if case.id == "boom":
             raise RuntimeError("simulated bug")
-        return real(case, *args)
+        return real(case, **options)
 
     monkeypatch.setattr(oracle.runner, "run_case", flaky)
     write(tmp_path, "a.yaml", CASE.replace("exp-overflow", "boom"))
