@@ -413,6 +413,20 @@ def test_saturated_function_then_cancellation_is_not_certified_early(source, z, 
     value = output(ref, "value")
     assert value.rounded == truth and int(value.precision) == bits
 
+@pytest.mark.parametrize("source, z, bits", [
+    ("log(1 + z)", 2.0**-140, 256),  # 1 + 2**-140 == 1 below 141 bits: log(1) == 0 at 64 and 128 alike
+    ("-log(1 / (1 + exp(-z)))", 90.0, 256),  # the sweep's z = 90: exp(-90) = 8.2e-40 absorbed by 1
+])
+def test_function_exposing_an_absorption_as_zero_is_not_certified_early(source, z, bits):
+    """A function (not only a subtraction) that turns an absorbed sum into exactly 0 must not certify 0."""
+    ref = reference(source, {"z": np.float32(z)}, F32)
+    value = output(ref, "value")
+    with mpmath.workprec(300):
+        truth = round_to(mpmath.log1p(mpmath.exp(-mpmath.mpf(z))) if "exp" in source
+                         else mpmath.log1p(mpmath.mpf(z)), F32)
+    assert truth != 0 and value.rounded == truth and int(value.precision) == bits
+
+
 
 def test_cap_64_certifies_nothing():
     ref = reference("(x + 1) - x", {"x": np.float32(1e30)}, F32, cap=64)

@@ -40,7 +40,8 @@ class InexactLiteral(ValueError):
 @dataclass
 class Trace:
     """What the interpreter noticed: where the exact computation left the finite numbers, and
-    whether an addition absorbed an operand whose loss a later subtraction exposed as an exact 0.
+    whether an addition absorbed an operand whose loss a later subtraction, or a function such as log,
+    exposed as an exact 0.
 
     Two precisions that both absorb the same operand agree on a wrong value. Such a
     `hidden_cancellation` zero is replaced by NaN, so every output it reaches is NaN
@@ -351,6 +352,7 @@ class Interpreter:
             elif eqn.primitive.name in SATURATING and _is_float(ins[0]) and _saturated(ins[0], outs[0]).any():
                 self.absorbed[id(outs[0])] = outs[0]
             elif any(id(x) in self.absorbed for x in ins):
+                self.watch_exposure(eqn.primitive.name, ins, outs[0])
                 for x in outs:
                     self.absorbed[id(x)] = x
             for v, x in zip(eqn.outvars, outs):
@@ -371,6 +373,18 @@ class Interpreter:
         if tainted or (((out == a) & nonzero_b) | ((out == b) & nonzero_a)).any():
             self.absorbed[id(out)] = out
 
+    def watch_exposure(self, name: str, ins: list, out: np.ndarray) -> None:
+        """A function that turns absorbed operands, all finite and nonzero, into exactly 0 exposes the absorption
+        as a subtraction does: log(1 + 8e-40) is log(1) = 0 at every precision below 130 bits. Poison it.
+        (exp(-inf) = 0 is exact: an infinite operand is a limit, not a rounding.)"""
+        if name not in FLOAT_UNARY and name not in FLOAT_BINARY or not all(_is_float(x) for x in ins):
+            return
+        nonzero = np.logical_and.reduce([(np.broadcast_to(x, out.shape) != ZERO) & _finite_mask(x) for x in ins])
+        hidden = nonzero & (out == ZERO)
+        if np.any(hidden):
+            out[hidden] = NAN
+            self.trace.hidden_cancellation.append(f"{name} gave 0 from operands an addition had absorbed")
+
     def apply(self, eqn, ins: list) -> list[np.ndarray]:
         """One equation's outputs (always a list) from its operands."""
         rule = getattr(self, "p_" + eqn.primitive.name.replace("-", "_"), None)
@@ -387,9 +401,9 @@ class Interpreter:
         if name in FLOAT_UNARY and len(ins) == 1 and _is_float(ins[0]):
             out = _ufunc(FLOAT_UNARY[name], 1)(ins[0])
         elif name in FLOAT_BINARY and len(ins) == 2 and _is_float(ins[0]) and _is_float(ins[1]):
-            if name == "mul" and any(x.shape == () and x[()] == ONE for x in ins):  # 1 * x is x, exactly
-                other = ins[1] if ins[0].shape == () and ins[0][()] == ONE else ins[0]
-                return np.broadcast_to(other, np.broadcast_shapes(*(x.shape for x in ins)))
+            one = [x.shape == () and x[()] == ONE for x in ins] if name == "mul" else [False]
+            if any(one):  # AD's `mul 1.0 y`: 1 * y is y, exactly
+                return np.broadcast_to(ins[one[0]], np.broadcast_shapes(*(x.shape for x in ins)))
             out = _ARITHMETIC[name](*ins) if name in _ARITHMETIC else _ufunc(FLOAT_BINARY[name], 2)(*ins)
         elif name in INTEGER and not any(map(_is_float, ins)):
             return INTEGER[name](*ins)
