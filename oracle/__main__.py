@@ -1,3 +1,3 @@
-from oracle.cli import app
+from oracle.cli import main
 
-app()
+main()

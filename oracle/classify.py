@@ -165,18 +165,19 @@ def _float64(k: int, index: tuple, ev: Evidence):
 
 def _mismatch(k: int, index: tuple, got: float, exact, rounded: float, ev: Evidence) -> Verdict | None:
     """Another function, not a rounding effect: the exact formula and float64 agree with the float result."""
+    formula = ev.formula_exact(k, index)
+    if formula is not None and _close(round_to(formula, ev.f), rounded, ev):
+        return None  # the formula is the function: the error is rounding (and float64 need not run)
     f64 = _float64(k, index, ev)
     f64_reproduces = None if f64 is None else (_close(round_to(f64, ev.f), got, ev)
                                                and not _close(round_to(f64, ev.f), rounded, ev))
-    formula = ev.formula_exact(k, index)
     if formula is None:  # no exact evaluation of what the framework runs: float64 alone decides
         if f64_reproduces:
             return Verdict("mismatch", False, f"{ev.framework} at float64 reproduces {ev.f.numpy.type(got)} ({_n(f64)}), not the "
                                               f"reference {_n(exact)} (inferred: nothing else is known of this code)")
         return None
-    formula_rounded = round_to(formula, ev.f)
-    if _close(formula_rounded, rounded, ev) or f64_reproduces is False:
-        return None  # the formula is the function: the error is rounding
+    if f64_reproduces is False:
+        return None  # float64 does not reproduce the float result: the error is rounding
     return Verdict("mismatch", False, f"the formula itself is another function here: evaluated exactly it gives "
                                       f"{_n(formula)}, the reference is {_n(exact)}"
                    + ("" if f64 is None else f", and {ev.framework} at float64 gives {_n(f64)}"))

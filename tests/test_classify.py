@@ -86,6 +86,26 @@ def test_float64_reproducing_the_float32_result_is_a_mismatch_when_nothing_else_
     assert v.verdict == "mismatch" and "float64 reproduces" in v.explanation
 
 
+def test_float64_runs_only_when_the_exact_formula_does_not_settle_the_mismatch_rule():
+    """float64 is a second run of the framework: when the formula, evaluated exactly, rounds to the reference,
+    the error is rounding whatever float64 says, so float64 is not run; when it does not, float64 decides."""
+    runs = []
+
+    def ev(formula):
+        return Evidence("tf", F32, 5, FLUSHES, kappa=[np.array(mpf(1), dtype=object)],
+                        make_float64=lambda: runs.append(1) or [np.float64(16.11809565095832)],
+                        make_exact=lambda: [np.array(mpf(formula), dtype=object)])
+
+    got, exact, rounded = 16.118095, mpf(23.025850929940457), float(np.float32(23.02585))
+    assert classify(0, "value", (), got, exact, rounded, ev(23.025850929940457)).verdict == "uncertain"
+    assert runs == [1]  # the final "uncertain" explanation quotes float64: that is its one run
+    runs.clear()
+    v = classify(0, "value", (), got, exact, rounded, ev(16.11809565095832))
+    assert v.verdict == "mismatch" and "evaluated exactly it gives 16.1181" in v.explanation and runs == [1]
+    runs.clear()
+    assert classify(0, "value", (), math.inf, mpf(100), 100.0, ev(100)).verdict == "overflow" and runs == []
+
+
 def test_an_error_within_log2_kappa_is_ill_conditioning():
     exact = mpf(1)
     got = float(np.float32(1 + 2**-10))  # 2**13 ulps of 1.0 = 13 bits

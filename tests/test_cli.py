@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
 from typer.testing import CliRunner
 
 from oracle.cli import app
@@ -104,6 +105,53 @@ def test_only_requested_frameworks_are_imported(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "['jax']"
+
+
+def test_frameworks_run_torch_first_but_are_reported_in_the_case_order(tmp_path):
+    from oracle.case import load
+    from oracle.runner import LOAD_ORDER, run_case
+
+    case = load(write(tmp_path, "case.yaml", CASE.replace("[jax, torch]", "[jax, tf, torch]")))
+    result = run_case(case)
+    assert LOAD_ORDER[0] == "torch"
+    assert [r["framework"] for r in result["results"]] == ["jax"] * 2 + ["tf"] * 2 + ["torch"] * 2
+    assert list(result["reference"]["float32"]["subnormals"]) == ["jax", "tf", "torch"]
+
+
+def test_the_console_entry_point_flushes_and_exits_with_the_commands_status(tmp_path):
+    """`oracle` (oracle.cli:main) ends the process without the interpreter's teardown: output piped to another
+    process must still arrive whole, and the exit status must be the command's."""
+    from importlib.metadata import entry_points
+
+    (script,) = entry_points(group="console_scripts", name="oracle")
+    assert script.value == "oracle.cli:main"
+    out = subprocess.run([sys.executable, "-m", "oracle", "schema"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and json.loads(out.stdout)["required"] == ["id", "title", "kind", "inputs"]
+    out = subprocess.run([sys.executable, "-m", "oracle", "validate", str(tmp_path / "missing.yaml")],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "missing.yaml: no such file or folder" in out.stderr
+
+
+@pytest.mark.parametrize("raised, status, said", [(SystemExit(None), 0, ""), (SystemExit(3), 3, ""),
+                                                  (SystemExit("boom"), 1, "boom\n")])
+def test_main_follows_sys_exit_rules(monkeypatch, capsys, raised, status, said):
+    import oracle.cli as cli
+
+    class Exited(Exception):
+        pass
+
+    def app():
+        raise raised
+
+    def exit_now(code):
+        raise Exited(code)
+
+    monkeypatch.setattr(cli, "app", app)
+    monkeypatch.setattr(cli.atexit, "_run_exitfuncs", lambda: None)  # pytest's own handlers must not run here
+    monkeypatch.setattr(cli.os, "_exit", exit_now)
+    with pytest.raises(Exited) as exited:
+        cli.main()
+    assert exited.value.args == (status,) and capsys.readouterr().err == said
 
 
 def test_a_wrong_dtype_from_a_framework_is_an_error_not_a_silent_cast():

@@ -80,3 +80,18 @@ def test_flush_to_zero_is_detected_per_framework(framework, flushes, dtype):
     tiny = np.finfo(dtype).tiny  # and the detection agrees with what a formula run returns
     halved = run("x * 0.5", framework, dtype, x=tiny).value
     assert (halved == 0) == flushes and (halved == tiny / 2 or flushes)
+
+
+def test_torch_gradients_do_not_import_sympy():
+    """autograd.grad with a grad_outputs tensor imports sympy (0.5 s) for a shape check; seeding the backward
+    pass with sum() gives the same ones without it. Meta tensors (an impl's size check) still import it."""
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np; from oracle import formula; from oracle.floats import fmt; "
+            "from oracle.frameworks import evaluate; "
+            "r = evaluate(formula.parse('x * x', {'x'}), 'torch', {'x': np.float32([1, 2])}, ['x'], fmt('float32')); "
+            "print(r.grads['x'].tolist(), 'sympy' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["[2.0,", "4.0]", "False"]

@@ -63,7 +63,7 @@ def largest(fn, inputs: dict[str, np.ndarray], wrt: list[str]) -> tuple[int, tup
                                          requires_grad=name in wrt) for name, value in inputs.items()}
             value = fn(tensors)
             if value.requires_grad:
-                torch.autograd.grad(value, [tensors[n] for n in wrt], torch.ones_like(value), allow_unused=True)
+                torch.autograd.grad(value.sum(), [tensors[n] for n in wrt], allow_unused=True)
     finally:
         torch.distributions.Distribution.set_default_validate_args(validate)
     return sizes.best
@@ -80,8 +80,9 @@ def value_and_grads(fn, inputs: dict[str, np.ndarray], wrt: list[str], batched: 
         return _vmapped(fn, inputs, wrt)
     tensors = {name: torch.tensor(value, requires_grad=name in wrt) for name, value in inputs.items()}
     value = fn(tensors)
-    if value.requires_grad:
-        grads = torch.autograd.grad(value, [tensors[n] for n in wrt], torch.ones_like(value), allow_unused=True)
+    if value.requires_grad:  # sum's backward seeds exactly the ones a grad_outputs tensor would, without
+        # autograd's shape check of grad_outputs, which imports sympy (0.5 s)
+        grads = torch.autograd.grad(value.sum(), [tensors[n] for n in wrt], allow_unused=True)
     else:
         grads = [None] * len(wrt)
     grads = [torch.zeros_like(tensors[n]) if g is None else g for n, g in zip(wrt, grads)]
