@@ -88,21 +88,6 @@ def write_reports(out: Path, doc: dict) -> None:
     (out / "report.html").write_text(html.render(doc), encoding="utf-8")
 
 
-def not_ok_rows(result: dict) -> list[dict]:
-    """The rows of a result whose verdict is not ok: its findings."""
-    return [row for row in result.get("results", []) if row["verdict"] != "ok"]
-
-
-def unmet_expectations(result: dict) -> list[dict]:
-    """The expectations (issue 6) a result did not meet (passed is None where none applies to the version)."""
-    return [e for e in result.get("expectations", []) if e["passed"] is False]
-
-
-def has_findings(result: dict) -> bool:
-    """A verdict that is not ok, or an unmet expectation: what the reports detail and JUnit fails."""
-    return bool(not_ok_rows(result) or unmet_expectations(result))
-
-
 def family(file: str, roots: list[Path]) -> str:
     """A case's family: its folder relative to the audited folder holding it ("normal", "seeds"); the folder's own
     name for a case directly in it or named as a file."""
@@ -204,13 +189,13 @@ class _Bar:
                                   disable=not enabled)
         done = list(done)
         self._errored = sum("error" in r for r in done)
-        self._findings = sum(map(has_findings, done))
+        self._findings = sum(map(report.has_findings, done))
         self._task = self._progress.add_task("audit", total=total, completed=len(done), errored=self._errored,
                                              findings=self._findings)
 
     def advance(self, result: dict) -> None:
         self._errored += "error" in result
-        self._findings += has_findings(result)
+        self._findings += report.has_findings(result)
         self._progress.update(self._task, advance=1, errored=self._errored, findings=self._findings)
 
     def __enter__(self) -> _Bar:
@@ -310,9 +295,8 @@ class _Worker:
             raise AuditError(f"a worker failed to start ({reason}); its output is in {self.log}")
         if self.case is None:
             return None
-        from oracle.runner import error_result  # imports JAX: paid by the parent only when a case costs a worker
-
-        return self.case, {**error_result(self.case, reason), "elapsed_s": _seconds(self.started, time.monotonic())}
+        
+        return self.case, {**report.error_result(self.case, reason), "elapsed_s": _seconds(self.started, time.monotonic())}
 
     def stop(self) -> None:
         self.process.kill()
@@ -357,13 +341,11 @@ def _resolve(runner: str) -> Callable:
 
 def _attempt(run_case: Callable, case: Case, options: Options) -> dict:
     """One case's result, with its wall time; an exception is the case's error, never the worker's end."""
-    from oracle.runner import error_result
-
     start = time.monotonic()
     try:
         result = run_case(case, _listed(options.frameworks), _listed(options.dtypes), options.max_precision)
     except Exception as e:  # a bug or an unsupported construct in one case must not lose the others
-        result = error_result(case, f"{type(e).__name__}: {e}")
+        result = report.error_result(case, f"{type(e).__name__}: {e}")
     return {**result, "elapsed_s": _seconds(start, time.monotonic())}
 
 

@@ -77,12 +77,12 @@ def _valid(paths: list[Path], max_elements: int) -> tuple[list, list[CaseError]]
 
 def _run_or_error(case, **options) -> dict:
     """The case's result (`options` are run_case's), or its error_result, said on stderr, when the tool crashed."""
-    from oracle.runner import error_result, run_case
+    from oracle.runner import run_case
 
     try:
         return run_case(case, **options)
     except Exception as e:  # a bug or an unsupported construct in one case must not lose the others
-        result = error_result(case, f"{type(e).__name__}: {e}")
+        result = report.error_result(case, f"{type(e).__name__}: {e}")
         typer.echo(f"error: {case.file}: {result['error']}", err=True)
         return result
 
@@ -177,7 +177,7 @@ def audit_command(
     results = doc["cases"]
     typer.echo(f"audited {len(results)} cases in {time.monotonic() - started:.0f} s: "
                f"{sum('error' in r for r in results)} errored, "
-               f"{sum(map(audit.has_findings, results))} with findings, "
+               f"{sum(map(report.has_findings, results))} with findings, "
                f"{len(invalid)} invalid files; reports in {out}/ (report.md, report.html, report.json, junit.xml)")
     raise typer.Exit(2 if invalid else 0)
 

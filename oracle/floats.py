@@ -98,6 +98,14 @@ def round_to(x, f: Format) -> float:
     return sign * math.ldexp(n, quantum)
 
 
+def round_array(exact: np.ndarray, f: Format) -> np.ndarray:
+    """round_to on every element of an array of exact values (Fractions, mpf): an array of dtype `f`."""
+    out = np.empty(exact.shape, dtype=f.numpy)
+    for index, value in np.ndenumerate(exact):
+        out[index] = round_to(value, f)
+    return out
+
+
 def _round_mpf(parts: tuple, f: Format) -> float:
     """round_to for a finite nonzero mpf, by mpmath's own round-to-nearest-even at the bits `f` has there
     (fewer below the normal range): exact, and without a Fraction (exp(3.4e38) is a fine mpf but a

@@ -16,8 +16,6 @@ from fractions import Fraction
 import mpmath
 import numpy as np
 
-from oracle.floats import Format, round_to
-
 GENERATORS = ("eye", "diag", "fill", "linspace", "logspace", "normal", "uniform")
 _HEX = re.compile(r"^([+-]?)0x([0-9a-f]*)(?:\.([0-9a-f]*))?p([+-]?[0-9]+)$")
 _SPECIAL = {"inf": math.inf, "+inf": math.inf, "infinity": math.inf, "+infinity": math.inf,
@@ -238,10 +236,3 @@ def is_sweep(spec) -> bool:
     """Does an input spec sweep (rather than give one value)?"""
     return isinstance(spec, dict) and "sweep" in spec
 
-
-def rounded(exact: np.ndarray, f: Format) -> np.ndarray:
-    """Round an exact input to format `f` (each element once, to nearest, ties to even)."""
-    out = np.empty(exact.shape, dtype=f.numpy)
-    for index, value in np.ndenumerate(exact):
-        out[index] = round_to(value, f)
-    return out

@@ -10,13 +10,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from oracle import __version__, compare, formula, reference, rewrites, shadow, sweep
+from oracle import __version__, compare, formula, reference, report, rewrites, shadow, sweep
 from oracle.case import Case
 from oracle.classify import Evidence
-from oracle.floats import Format, error_bits, fmt, ulps
+from oracle.floats import Format, error_bits, fmt, round_array, ulps
 from oracle.frameworks import evaluate, native_ops, subnormal_mode, versions
 from oracle.frameworks import jax as jax_backend
-from oracle.inputs import rounded
 from oracle.reference import START_PRECISION
 from oracle.reference.condition import condition_numbers
 from oracle.reference.mp_eval import InexactLiteral, UnsupportedPrimitive
@@ -47,7 +46,7 @@ def run_case(case: Case, frameworks: list[str] | None = None, dtypes: list[str] 
     results, references, series, swept = [], {}, [], {}
     for dtype in dtypes:
         f = fmt(dtype)
-        inputs = {name: rounded(value, f) for name, value in exact_inputs.items()}
+        inputs = {name: round_array(value, f) for name, value in exact_inputs.items()}
         swept[dtype] = {name: inputs[name] for name in case.sweeps}
         ref = reference.compute(program, inputs, f, cap=max_precision)
         precision = ref.precision
@@ -94,22 +93,12 @@ def run_case(case: Case, frameworks: list[str] | None = None, dtypes: list[str] 
             results += rows_of[framework]
             series += series_of[framework]
         references[dtype] = block
-    result = {**_header(case), "summed": program.summed, "reference": references, "results": results}
+    result = {**report.header(case), "summed": program.summed, "reference": references, "results": results}
     if batched:
         result["sweep"] = sweep.block(case, series, swept)
     if case.expect is not None:  # the verdicts the case should get, at the versions installed
         result["expectations"] = case.expect.check(result, versions({row["framework"] for row in results}))
     return result
-
-
-def error_result(case: Case, message: str) -> dict:
-    """The result of a case the tool could not run (it raised, timed out or killed its worker): recorded, not lost."""
-    return {**_header(case), "summed": None, "reference": {}, "results": [], "error": message}
-
-
-def _header(case: Case) -> dict:
-    return {"id": case.id, "file": case.file, "title": case.spec.title, "kind": case.spec.kind,
-            "tags": list(case.spec.tags), "digest": case.digest, "tolerance_bits": case.spec.tolerance_bits}
 
 
 def _no_shadow():

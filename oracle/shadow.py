@@ -74,10 +74,10 @@ from jax.extend import core as jcore
 from mpmath import mp
 
 from oracle import formula
-from oracle.floats import FORMATS, Format, error_bits, round_to, ulps
+from oracle.floats import FORMATS, Format, error_bits, round_array, round_to, ulps
 from oracle.frameworks import jax as jax_backend
 from oracle.frameworks import native_ops, rounded_constant
-from oracle.reference import _arguments, mp_eval, round_array
+from oracle.reference import _arguments, mp_eval
 from oracle.reference import program as reference_program
 from oracle.reference.mp_eval import Interpreter, UnsupportedPrimitive, to_mp
 

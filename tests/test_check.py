@@ -4,29 +4,13 @@ from __future__ import annotations
 
 from importlib.metadata import version
 
+from case_texts import LOG_SIGMOID_JAX as CASE  # comments in it: --update must keep them
 from typer.testing import CliRunner
 
 from oracle.cli import app
 
 runner = CliRunner()
 JAX = version("jax")
-
-# -log(sigmoid(z)) at z = -100 in JAX: the hand-written formula overflows exp(100) (value and grad.z), the
-# library log_sigmoid is exact
-CASE = """\
-# naive log-sigmoid, JAX only
-id: log-sigmoid-jax
-title: -log(sigmoid(z)) at z = -100   # exp(100) overflows
-kind: loss
-inputs:
-  z: -100.0
-formula: -log(1 / (1 + exp(-z)))
-reference: log1p(exp(-z))
-impl:
-  jax:
-    log_sigmoid: -jax.nn.log_sigmoid(z)   # the stable one
-frameworks: [jax]
-"""
 
 
 def write(tmp_path, text, name="case.yaml"):

@@ -5,22 +5,11 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from importlib.metadata import version
 
+from case_texts import LOG_SIGMOID_JAX
+
 pytest_plugins = ["pytester"]
 JAX = version("jax")
 
-CASE = """\
-id: {id}
-title: -log(sigmoid(z)) at z = -100
-kind: loss
-inputs:
-  z: -100.0
-formula: -log(1 / (1 + exp(-z)))
-reference: log1p(exp(-z))
-impl:
-  jax:
-    log_sigmoid: -jax.nn.log_sigmoid(z)
-frameworks: [jax]
-"""
 CASES = {
     "pass": "expect:\n  jax: {formula: overflow, log_sigmoid: ok}\n",
     "fails": "expect:\n  jax: {formula: ok}\n",  # the formula overflows; log_sigmoid has no expectation
@@ -33,7 +22,7 @@ FAILURE = f"cases/fails.yaml (fails): jax formula float32 value: expected ok, go
 def make_cases(pytester, **extra: str) -> None:
     folder = pytester.mkdir("cases")
     for name, expect in CASES.items():
-        (folder / f"{name}.yaml").write_text(CASE.format(id=name) + expect)
+        (folder / f"{name}.yaml").write_text(LOG_SIGMOID_JAX.replace("id: log-sigmoid-jax", f"id: {name}") + expect)
     for name, text in extra.items():
         (folder / f"{name}.yaml").write_text(text)
 

@@ -153,11 +153,11 @@ def test_kappa_per_point_is_each_points_own(tmp_path):
     """kappa(log z) = 1 / |log z| at each point: the batched directions must not mix the points."""
     case = load(write(tmp_path, NAIVE.replace("linspace: [-100, 100, 41]", "logspace: [-3, 3, 7]")
                       .replace("-log(1 / (1 + exp(-z)))", "log(z)").replace("kind: loss", "kind: logprob")))
-    from oracle.inputs import rounded
+    from oracle.floats import round_array
     from oracle.reference.condition import condition_numbers
     from oracle.reference.program import trace
 
-    inputs = {n: rounded(v, F32) for n, v in case.batched_inputs().items()}
+    inputs = {n: round_array(v, F32) for n, v in case.batched_inputs().items()}
     program = trace(case.reference, {n: v.shape for n, v in inputs.items()}, case.wrt, batched=True)
     kappa = condition_numbers(program, inputs, 64)
     with mpmath.workprec(100):

@@ -50,12 +50,17 @@ def largest(fn, inputs: dict[str, np.ndarray], wrt: list[str]) -> tuple[int, tup
     """The largest tensor value_and_grads(fn, ...) would compute, from an abstract trace (nothing is allocated)."""
     with jax.enable_x64(any(v.dtype == np.float64 for v in inputs.values())):
         avals = {name: jax.ShapeDtypeStruct(value.shape, value.dtype) for name, value in inputs.items()}
+        return largest_in_jaxpr(jax.make_jaxpr(_point(fn, wrt))(avals))
 
-        def run(args):
-            value, pullback = jax.vjp(lambda diff: fn({**args, **diff}), {name: args[name] for name in wrt})
-            return value, pullback(jnp.ones_like(value))
 
-        return largest_in_jaxpr(jax.make_jaxpr(run)(avals))
+def _point(fn, wrt: list[str]):
+    """args -> (fn(args), the gradient of its sum with respect to each `wrt` arg): what runs, and what is sized."""
+    def point(args):
+        value, pullback = jax.vjp(lambda diff: fn({**args, **diff}), {name: args[name] for name in wrt})
+        (grads,) = pullback(jnp.ones_like(value))
+        return value, grads
+
+    return point
 
 
 def constant(value: float, dtype: str):
@@ -65,11 +70,7 @@ def constant(value: float, dtype: str):
 def value_and_grads(fn, inputs: dict[str, np.ndarray], wrt: list[str], batched: bool = False):
     """f(inputs) and the gradient of sum(f) with respect to each `wrt` input; `batched`: of each point
     along the inputs' leading axis, with jax.vmap."""
-    def point(args):
-        value, pullback = jax.vjp(lambda diff: fn({**args, **diff}), {name: args[name] for name in wrt})
-        (grads,) = pullback(jnp.ones_like(value))
-        return value, grads
-
+    point = _point(fn, wrt)
     with jax.enable_x64(any(v.dtype == np.float64 for v in inputs.values())):  # float64 for this run only
         value, grads = (jax.vmap(point) if batched else point)({n: jnp.asarray(v) for n, v in inputs.items()})
         return np.asarray(value), {name: np.asarray(g) for name, g in grads.items()}

@@ -12,7 +12,7 @@ import mpmath
 import numpy as np
 from mpmath import mp
 
-from oracle.floats import Format, round_to, ulps
+from oracle.floats import Format, round_array, ulps
 from oracle.frameworks import exact_constant
 from oracle.reference.mp_eval import Interpreter, paused_gc, to_mp
 from oracle.reference.program import Program
@@ -57,13 +57,6 @@ class Reference:
     def precision(self) -> int:
         """The most bits any component needed (0 if none was certified)."""
         return max(int(o.precision.max(initial=0)) for o in self.outputs)
-
-
-def round_array(x: np.ndarray, f: Format) -> np.ndarray:
-    out = np.empty(x.shape, dtype=f.numpy)
-    for index, v in np.ndenumerate(x):
-        out[index] = round_to(v, f)
-    return out
 
 
 def _same(a: np.ndarray, b: np.ndarray) -> np.ndarray:

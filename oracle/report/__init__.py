@@ -34,6 +34,32 @@ def case_table(result: dict) -> Table:
     return table
 
 
+def header(case) -> dict:
+    """What every result of a case starts with (`case` is an oracle.case.Case)."""
+    return {"id": case.id, "file": case.file, "title": case.spec.title, "kind": case.spec.kind,
+            "tags": list(case.spec.tags), "digest": case.digest, "tolerance_bits": case.spec.tolerance_bits}
+
+
+def error_result(case, message: str) -> dict:
+    """The result of a case the tool could not run (it raised, timed out or killed its worker): recorded, not lost."""
+    return {**header(case), "summed": None, "reference": {}, "results": [], "error": message}
+
+
+def not_ok_rows(result: dict) -> list[dict]:
+    """The rows of a result whose verdict is not ok: its findings."""
+    return [row for row in result.get("results", []) if row["verdict"] != "ok"]
+
+
+def unmet_expectations(result: dict) -> list[dict]:
+    """The expectations (issue 6) a result did not meet (passed is None where none applies to the version)."""
+    return [e for e in result.get("expectations", []) if e["passed"] is False]
+
+
+def has_findings(result: dict) -> bool:
+    """A verdict that is not ok, or an unmet expectation: what the reports detail and JUnit fails."""
+    return bool(not_ok_rows(result) or unmet_expectations(result))
+
+
 def ordered(names: set[str], first: tuple[str, ...]) -> list[str]:
     """`names` in the order of `first`, then any others (a verdict or framework a newer version made) sorted."""
     return [n for n in first if n in names] + sorted(names - set(first))

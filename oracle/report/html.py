@@ -12,7 +12,8 @@ import shlex
 from collections import Counter
 from html import escape
 
-from oracle.report import STYLE, _has_impls, ordered
+from oracle.frameworks import BACKENDS
+from oracle.report import STYLE, _has_impls, _where, has_findings, ordered, unmet_expectations
 from oracle.report.plot import Figure, figures, grid_ceiling, ramp_legend, series_label, verdict_class
 from oracle.verdicts import SEVERITY
 
@@ -20,7 +21,6 @@ RICH_COLOURS = {"green": "#1a7f37", "magenta": "#a2238f", "yellow": "#9a6700", "
                 "bold red": "#cf222e"}  # report.STYLE's terminal colours, as the page draws them
 COLOURS = {verdict: RICH_COLOURS[style] for verdict, style in STYLE.items()}  # the one table: badges, rows, points
 OTHER_COLOUR = "#57606a"  # a verdict this version does not know
-FRAMEWORKS = ("tf", "torch", "jax")
 
 
 def render(doc: dict) -> str:
@@ -68,16 +68,11 @@ def _case_worst(case: dict) -> str:
     return "error" if case.get("error") else _worst([r["verdict"] for r in case.get("results", [])])
 
 
-def _failed_expectations(case: dict) -> list[dict]:
-    """Expectations checked and not met (`passed` is None where no version range applied: not checked)."""
-    return [x for x in case.get("expectations", []) if x.get("passed") is False]
-
-
 def _rank(case: dict) -> int:
     """Cases that could not run first, then findings (a verdict not ok or an expectation not met), then the rest."""
     if case.get("error"):
         return 0
-    return 1 if _case_worst(case) != "ok" or _failed_expectations(case) else 2
+    return 1 if has_findings(case) else 2
 
 
 def _badge(verdict: str, text: str | None = None) -> str:
@@ -95,7 +90,7 @@ def _header(doc: dict) -> str:
 def _summary(doc: dict, cases: list[dict]) -> str:
     """Counts (cases, findings, errors, invalid files), the framework x verdict table, an index, invalid files."""
     rows = [r for c in cases for r in c.get("results", [])]
-    failed = sum(len(_failed_expectations(c)) for c in cases)
+    failed = sum(len(unmet_expectations(c)) for c in cases)
     tiles = [("cases", len(cases), ""), ("with findings", sum(_rank(c) == 1 for c in cases), "warn"),
              ("could not run", sum(bool(c.get("error")) for c in cases), "bad"), ("rows", len(rows), ""),
              ("invalid files", len(doc.get("invalid", [])), "bad")]
@@ -115,7 +110,7 @@ def _counts_table(rows: list[dict]) -> str:
     verdicts = ordered({v for _, v in counts}, SEVERITY[::-1])
     head = "".join(f"<th>{_badge(v)}</th>" for v in verdicts)
     body = []
-    for fw in ordered({f for f, _ in counts}, FRAMEWORKS):
+    for fw in ordered({f for f, _ in counts}, BACKENDS):
         cells = "".join(f'<td><button class="count {verdict_class(v)}" data-set="{_e(script_json({"fw": fw, "v": v}))}"'
                         f' title="show {_e(fw)} rows with verdict {_e(v)}">{counts[fw, v]}</button></td>'
                         if counts[fw, v] else '<td class="zero">·</td>' for v in verdicts)
@@ -126,7 +121,7 @@ def _counts_table(rows: list[dict]) -> str:
 
 def _index(cases: list[dict]) -> str:
     """One line per case (findings first): its worst verdict per framework, linking to its panel."""
-    frameworks = ordered({r["framework"] for c in cases for r in c.get("results", [])}, FRAMEWORKS)
+    frameworks = ordered({r["framework"] for c in cases for r in c.get("results", [])}, BACKENDS)
     lines = []
     for index, case in enumerate(cases):
         by_fw = {fw: [r["verdict"] for r in case.get("results", []) if r["framework"] == fw] for fw in frameworks}
@@ -149,7 +144,7 @@ def _invalid(invalid: list[dict]) -> str:
 
 def _filters(cases: list[dict]) -> str:
     rows = [r for c in cases for r in c.get("results", [])]
-    frameworks = ordered({r["framework"] for r in rows}, FRAMEWORKS)
+    frameworks = ordered({r["framework"] for r in rows}, BACKENDS)
     verdicts = ordered({r["verdict"] for r in rows} | ({"error"} if any(c.get("error") for c in cases) else set()),
                         SEVERITY)
     tags = sorted({str(t) for c in cases for t in c.get("tags", [])})
@@ -210,19 +205,12 @@ def _row(row: dict, impls: bool, many: bool) -> str:
     counts = ", ".join(f"{_e(n)} {_e(v)}" for v, n in row.get("verdict_counts", {}).items())
     cells = [(_e(row["framework"]), ""), *([(_e(row.get("impl", "formula")), "")] if impls else []),
              (_e(row["dtype"]), ""), (_e(row["output"]), ""),
-             (_cell(_point(row.get("worst_point") or row.get("worst_index"))), ""), (_cell(row.get("got")), "num"),
+             (_cell(_where(row)), ""), (_cell(row.get("got")), "num"),
              (f'<span title="{_e(row.get("reference_digits") or "")}">{_cell(row.get("reference"))}</span>', "num"),
              (_cell(row.get("error_bits")), "num"), (_cell(row.get("kappa")), "num"),
              (_badge(verdict, verdict + inherent), ""), *([(counts, "")] if many else [])]
     tds = "".join(f'<td class="{cls}">{html}</td>' if cls else f"<td>{html}</td>" for html, cls in cells)
     return f'<tr class="{verdict_class(verdict)}" data-fw="{_e(row["framework"])}" data-v="{_e(verdict)}">{tds}</tr>'
-
-
-def _point(index: object) -> str:
-    """A worst component: a tensor index, or a sweep's point as its inputs' values."""
-    if isinstance(index, dict):
-        return ", ".join(f"{k} = {v}" for k, v in index.items())
-    return "" if not index else str(index)
 
 
 def _explanations(case: dict) -> str:
@@ -260,7 +248,7 @@ def _rewrite(rewrite: dict | None) -> str:
 
 
 def _expectations(case: dict) -> str:
-    failed = _failed_expectations(case)
+    failed = unmet_expectations(case)
     if not failed:
         return ""
     items = "".join(f'<li data-fw="{_e(x.get("framework"))}" data-v="expectation">'

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 
-from oracle.audit import not_ok_rows, unmet_expectations
+from oracle.report import not_ok_rows, unmet_expectations
 from oracle.report.markdown import family
 
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")  # characters XML 1.0 cannot carry

@@ -7,9 +7,9 @@ import shlex
 from collections import Counter
 from pathlib import Path
 
-from oracle.audit import Options, has_findings, not_ok_rows, unmet_expectations
+from oracle.audit import Options
 from oracle.frameworks import BACKENDS
-from oracle.report import ordered
+from oracle.report import has_findings, not_ok_rows, ordered, unmet_expectations
 from oracle.verdicts import SEVERITY
 
 DEFAULTS = Options()
