@@ -527,7 +527,7 @@ class Interpreter:
 
     def _reduce(self, x, axes, fn, empty):
         if not _is_float(x):
-            return {"add": np.sum, "max": np.max, "min": np.min, "or": np.any, "and": np.all}[fn](x, axis=tuple(axes))
+            return {"add": np.sum, "max": np.max, "min": np.min, "mul": np.prod}[fn](x, axis=tuple(axes))
         ufunc = _ufunc({"add": lambda a, b: a + b, "max": _max, "min": _min, "mul": lambda a, b: a * b}[fn], 2)
         out = x
         for axis in sorted(axes, reverse=True):
