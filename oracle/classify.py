@@ -57,7 +57,8 @@ class Evidence:
     kappa: list[np.ndarray] | None = None  # per output; None entries where not certified
     make_shadow: Callable[[], object | None] = lambda: None  # oracle.shadow.Shadow of the formula, if it can run
     make_float64: Callable[[], list[np.ndarray] | None] = lambda: None  # this framework at float64, per output
-    traced: bool = False  # the shadow replays this framework's own computation
+    # the shadow replays this framework's own computation (a callable: known once a recording was tried)
+    traced: bool | Callable[[], bool] = False
     # what ran, evaluated exactly and certified like the reference (None where not certified); default: the
     # shadow's exact side, which runs at one precision only
     make_exact: Callable[[], list[np.ndarray] | None] | None = None
@@ -65,6 +66,10 @@ class Evidence:
     @cached_property
     def shadow(self):
         return self.make_shadow()
+
+    @cached_property
+    def is_traced(self) -> bool:
+        return self.traced() if callable(self.traced) else self.traced
 
     @cached_property
     def float64(self) -> list[np.ndarray] | None:
@@ -164,10 +169,20 @@ def _float64(k: int, index: tuple, ev: Evidence):
 
 
 def _mismatch(k: int, index: tuple, got: float, exact, rounded: float, ev: Evidence) -> Verdict | None:
-    """Another function, not a rounding effect: the exact formula and float64 agree with the float result."""
+    """Another function, not a rounding effect: what ran, evaluated exactly, is not the reference.
+
+    Traced (JAX's jaxpr, a tf/torch recording): structural, whatever float64 does, and
+    the explanation names the op where the computation departs (a clamp that engaged, a
+    NaN made from numbers). Untraced: the formula's exact value and float64 must agree."""
     formula = ev.formula_exact(k, index)
     if formula is not None and _close(round_to(formula, ev.f), rounded, ev):
         return None  # the formula is the function: the error is rounding (and float64 need not run)
+    if formula is not None and ev.is_traced:
+        departure = None if ev.shadow is None else ev.shadow.departure(k, index)
+        return Verdict("mismatch", False, f"the computation that ran is another function here: its operations "
+                                          f"evaluated exactly give {_n(formula)}, the reference is {_n(exact)}"
+                       + ("" if departure is None else f"; {departure.explanation}"),
+                       None if departure is None else _cause(departure, ev))
     f64 = _float64(k, index, ev)
     f64_reproduces = None if f64 is None else (_close(round_to(f64, ev.f), got, ev)
                                                and not _close(round_to(f64, ev.f), rounded, ev))
@@ -187,7 +202,7 @@ def _blame(k: int, index: tuple, got: float, rounded: float, ev: Evidence):
     """The shadow's root cause when it applies to this framework's failure."""
     if ev.shadow is None:
         return None
-    if not ev.traced:  # a model of tf/torch: only when JAX's float32 run of the formula fails here too
+    if not ev.is_traced:  # a model of tf/torch: only when JAX's float32 run of the formula fails here too
         modelled = float(ev.shadow.outputs[k][index])
         if _close(modelled, rounded, ev):
             return None
@@ -196,7 +211,7 @@ def _blame(k: int, index: tuple, got: float, rounded: float, ev: Evidence):
 
 def _said(blame, ev: Evidence) -> str:
     said = blame.explanation.rstrip(".")
-    if ev.traced:
+    if ev.is_traced:
         return said
     if blame.kind == "underflow" and blame.flushed and not ev.subnormals["flush_to_zero"]:
         exact = _n(blame.op.exact_value[blame.element])
@@ -207,5 +222,5 @@ def _said(blame, ev: Evidence) -> str:
 
 def _cause(blame, ev: Evidence) -> dict:
     op = blame.op
-    return {"op": op.primitive, "where": op.where, "pass": op.direction, "kind": blame.kind,
-            "operands": blame.operands, "traced": ev.traced}
+    return {"op": op.label, "where": op.where, "pass": op.direction, "kind": blame.kind,
+            "operands": blame.operands, "traced": ev.is_traced, "source": op.source}

@@ -14,7 +14,7 @@ from oracle import __version__, compare, formula, reference, report, rewrites, s
 from oracle.case import Case
 from oracle.classify import Evidence
 from oracle.floats import Format, error_bits, fmt, round_array, ulps
-from oracle.frameworks import evaluate, native_ops, subnormal_mode, versions
+from oracle.frameworks import backend, evaluate, native_ops, record, subnormal_mode, versions
 from oracle.frameworks import jax as jax_backend
 from oracle.reference import START_PRECISION
 from oracle.reference.condition import condition_numbers
@@ -68,16 +68,11 @@ def run_case(case: Case, frameworks: list[str] | None = None, dtypes: list[str] 
             modes[framework] = subnormal_mode(framework, f)
             rows_of[framework], series_of[framework] = [], []
             for label, tree in runs:
-                if label == "formula":  # JAX's shadow of the formula: traced for JAX, a model of tf and torch
-                    make_shadow, make_exact = formula_shadow, formula_exact
-                elif framework == "jax":  # the shadow replays the JAX impl itself
-                    make_exact = cache(partial(_exact, case, tree, inputs, f, max_precision))
-                    make_shadow = cache(partial(_shadow, case, tree, label, inputs, f, prec, block, make_exact))
-                else:  # no model of tf/torch library code: classify from symptoms, float64 and kappa
-                    make_shadow = make_exact = _no_shadow
+                make_shadow, make_exact, traced = _diagnosis(case, framework, label, tree, inputs, f, prec, block,
+                                                             max_precision, formula_shadow, formula_exact)
                 evidence = Evidence(framework, f, case.spec.tolerance_bits, modes[framework], kappas,
                                     make_shadow, partial(_float64, case, tree, framework, inputs, f),
-                                    traced=framework == "jax", make_exact=lambda m=make_exact: _outputs(m()))
+                                    traced=traced, make_exact=make_exact)
                 evaluation = evaluate(tree, framework, inputs, case.wrt, f, case.max_elements, batched)
                 detail: dict = {}
                 rows = compare.rows(evaluation, ref, evidence, impl=label, detail=detail)
@@ -101,8 +96,58 @@ def run_case(case: Case, frameworks: list[str] | None = None, dtypes: list[str] 
     return result
 
 
-def _no_shadow():
-    return None
+def _diagnosis(case: Case, framework: str, label: str, tree: formula.Node, inputs: dict, f: Format, prec: int,
+               block: dict, max_precision: int, formula_shadow, formula_exact):
+    """What explains one run's errors: (make_shadow, make_exact, traced), each computed on first use.
+
+    JAX's own computation is replayed from its jaxpr; TensorFlow's and PyTorch's from a
+    recording of the ops they ran (`_recorded`). Where no recording can be replayed (a
+    sweep, an op without an exact rule), the formula's JAX shadow serves as a model of
+    tf/torch (`traced` False: explanations say the cause is inferred), and an impl has none."""
+    if framework == "jax":
+        if label == "formula":
+            return formula_shadow, lambda: _outputs(formula_exact()), True
+        make_exact = cache(partial(_exact, case, tree, inputs, f, max_precision))
+        return (cache(partial(_shadow, case, tree, label, inputs, f, prec, block, make_exact)),
+                lambda: _outputs(make_exact()), True)
+    replays = cache(partial(_recorded, case, framework, label, tree, inputs, f, prec, block))  # one more run
+    model, model_exact = (formula_shadow, lambda: _outputs(formula_exact())) if label == "formula" else (
+        lambda: None, lambda: None)
+    return (lambda: replays()[0] if replays() else model(), lambda: _agreed(*replays(), f) if replays() else model_exact(),
+            lambda: replays() is not None)
+
+
+def _recorded(case: Case, framework: str, label: str, tree: formula.Node, inputs: dict, f: Format, prec: int,
+              block: dict):
+    """This tf/torch run recorded and replayed at two precisions (prec and 2 prec); None (said why) if it cannot be.
+
+    Said in the reference block: `traces.<framework>.<label>`."""
+    said, out = "", None
+    if case.sweeps:
+        said = "unavailable: sweeps are not recorded (each point would be a recording of its own)"
+    else:
+        try:
+            recording = record(tree, framework, inputs, case.wrt, f)
+            rules = backend(framework).exact_rules()
+            out = tuple(shadow.replay(recording, rules, inputs, case.wrt, f, p, case.spec.tolerance_bits)
+                        for p in (prec, 2 * prec))
+            said = f"replayed {len(out[0].ops)} operations"
+        except shadow.ShadowUnavailable as e:
+            said = f"unavailable: {e}"
+        except Exception as e:  # noqa: BLE001 - a run that cannot be recorded is classified from other evidence
+            said = f"unavailable: {type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
+    block.setdefault("traces", {}).setdefault(framework, {})[label] = said
+    return out
+
+
+def _agreed(low: shadow.Shadow, high: shadow.Shadow, f: Format) -> list[np.ndarray]:
+    """The recorded computation's exact outputs where two precisions round them alike; None elsewhere."""
+    return [np.where(_same_rounding(a, b, f), b, None) for a, b in zip(low.exact_outputs, high.exact_outputs)]
+
+
+def _same_rounding(a: np.ndarray, b: np.ndarray, f: Format) -> np.ndarray:
+    ra, rb = round_array(a, f), round_array(b, f)
+    return (ra == rb) | (np.isnan(ra) & np.isnan(rb))
 
 
 def _shadow(case: Case, tree: formula.Node, label: str, inputs: dict, f: Format, prec: int, block: dict,

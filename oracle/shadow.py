@@ -62,6 +62,7 @@ op-by-op replay does not (the shadow's outputs say whether it reproduced the run
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass
@@ -92,7 +93,7 @@ _ADDITIVE = {"add", "add_any", "sub", "reduce_sum"}
 _RANGE_KINDS = ("overflow", "underflow")
 _ELEMENTWISE = (set(mp_eval.FLOAT_UNARY) | set(mp_eval.FLOAT_BINARY) | set(mp_eval.COMPARE) | set(mp_eval.LOGICAL)
                 | set(mp_eval.INTEGER) | {"select_n", "clamp", "integer_pow", "convert_element_type", "is_finite",
-                                         "stop_gradient", "copy", "copy_p"})
+                                         "stop_gradient", "copy", "copy_p", "elementwise"})
 # JAX's tracing machinery and thin primitive wrappers: skipped when locating the code behind an equation.
 _MACHINERY = re.compile(r"/jax/_src/(core|source_info_util|pjit|api|api_util|linear_util|traceback_util"
                         r"|custom_derivatives|dispatch|util|tree_util|interpreters/\w+|lax/lax|numpy/array_methods"
@@ -102,8 +103,9 @@ _MACHINERY = re.compile(r"/jax/_src/(core|source_info_util|pjit|api|api_util|lin
 class ShadowUnavailable(RuntimeError):
     """The computation uses a primitive the exact interpreter lacks (gather, lu, custom_linear_solve, ...)."""
 
-    def __init__(self, primitive: str):
-        super().__init__(f"shadow execution unavailable: no exact rule for primitive '{primitive}'")
+    def __init__(self, primitive: str, what: str = "primitive"):
+        super().__init__(f"shadow execution unavailable: no exact rule for {what} '{primitive}'"
+                         if what in ("primitive", "op") else f"shadow execution unavailable: {primitive} {what}")
         self.primitive = primitive
 
 
@@ -127,6 +129,18 @@ class Op:
     events: np.ndarray  # per element: "" or one of KINDS
     inherent: np.ndarray  # per element: the event is the exact value itself leaving the normal range
     flushed: np.ndarray  # per element: the underflow is XLA flushing a subnormal result or operand to zero
+    name: str = ""  # the op as its framework calls it (aten.sub.Tensor, Sub); `primitive` gives its semantics
+
+    @property
+    def label(self) -> str:
+        return self.name or self.primitive
+
+    @property
+    def short(self) -> str:
+        """The op's name in sentences: sub, softplus (aten.softplus.default), Sub."""
+        if not self.name:
+            return self.primitive
+        return self.name.split(".")[1] if self.name.startswith("aten.") else self.name
 
 
 @dataclass
@@ -168,6 +182,33 @@ class Shadow:
                     continue
                 return _blame(op, element, kind, self.format)
         return None
+
+    def departure(self, output: int, index: tuple[int, ...] = ()) -> Blame | None:
+        """Where the computation, evaluated exactly, stops computing the function: the earliest op on the path
+        to the output element that makes a NaN of non-NaN exact operands, or that clamps (max, min, clamp,
+        select) a value onto a constant that the library chose (an eps, a bound)."""
+        for i, mask in sorted(self._ancestry(output, index).items()):
+            op = self.ops[i]
+            if op.float_value.dtype.kind != "f":
+                continue
+            for element in np.argwhere(mask):
+                element = tuple(int(k) for k in element)
+                operands = [_at(x, element, op) for x in op.exact_operands]
+                value = op.exact_value[element]
+                if mpmath.isnan(value) and not any(_has_nan(x) for x in operands):
+                    return _departure(op, element, operands, self.format, "nan")
+                if op.primitive in _CLAMPS and self._clamped(op, element, value):
+                    return _departure(op, element, operands, self.format, "clamp")
+        return None
+
+    def _clamped(self, op: Op, element: tuple[int, ...], value) -> bool:
+        """Did a clamp-like op return one of its constant operands (one no op produced) instead of its data?"""
+        data = [x for x, arg in zip(op.exact_operands, op.args) if arg is not None]
+        constants = [x for x, arg in zip(op.exact_operands, op.args) if arg is None and x.dtype == object]
+        if not data or not constants:
+            return False
+        return all(_at(x, element, op).ravel()[0] != value for x in data if x.size) and any(
+            _at(c, element, op).ravel()[0] == value for c in constants if c.size)
 
     def _rescued(self, start: int, masks: dict[int, np.ndarray]) -> bool:
         """Does an op on the path that depends on op `start` have a range event of its own (not inherent)?"""
@@ -283,19 +324,111 @@ class _Replay:
         scopes = re.findall(rf"\b{_SCOPE}(\d+)\b", names)
         source = _source(eqn.source_info)
         where = self.texts[int(scopes[-1])] if scopes else source or "unknown"
-        outs = []
-        for fl, ex, lo, y in zip(floats, exacts, locals_, at_float):
-            op = Op(index=len(self.ops), primitive=eqn.primitive.name, params=dict(eqn.params), where=where,
-                    source=source, direction="backward" if "transpose(" in names else "forward",
-                    args=tuple(x.op for x in ins), float_operands=tuple(x.float_value for x in ins),
-                    exact_operands=tuple(x.exact_value for x in ins), float_value=fl, exact_value=ex,
-                    local_value=None, local_bits=None, events=np.full(fl.shape, "", dtype=object),
-                    inherent=np.zeros(fl.shape, dtype=bool), flushed=np.zeros(fl.shape, dtype=bool))
-            if fl.dtype.kind == "f":
-                _classify(op, lo, y, FORMATS[fl.dtype.name], self.threshold_bits)
-            self.ops.append(op)
-            outs.append(_Value(fl, ex, op.index))
-        return outs
+        return _record(self.ops, eqn.primitive.name, dict(eqn.params), ins, floats, exacts, locals_, at_float, where,
+                       source, "backward" if "transpose(" in names else "forward", self.threshold_bits)
+
+
+def _record(ops: list[Op], primitive: str, params: dict, ins: list[_Value], floats, exacts, locals_, at_float,
+            where: str, source: str | None, direction: str, threshold_bits: float, name: str = "") -> list[_Value]:
+    """An Op per output of one executed op, classified; the values it passes on."""
+    outs = []
+    for fl, ex, lo, y in zip(floats, exacts, locals_, at_float):
+        op = Op(index=len(ops), primitive=primitive, params=params, where=where, source=source, direction=direction,
+                args=tuple(x.op for x in ins), float_operands=tuple(x.float_value for x in ins),
+                exact_operands=tuple(x.exact_value for x in ins), float_value=fl, exact_value=ex,
+                local_value=None, local_bits=None, events=np.full(fl.shape, "", dtype=object),
+                inherent=np.zeros(fl.shape, dtype=bool), flushed=np.zeros(fl.shape, dtype=bool), name=name)
+        if fl.dtype.kind == "f":
+            _classify(op, lo, y, FORMATS[fl.dtype.name], threshold_bits)
+        ops.append(op)
+        outs.append(_Value(fl, ex, op.index))
+    return outs
+
+
+def replay(recording, rules: dict, inputs: dict[str, np.ndarray], wrt: list[str], f: Format, prec: int,
+           threshold_bits: float = DEFAULT_THRESHOLD_BITS) -> Shadow:
+    """Replay what TensorFlow or PyTorch recorded (`oracle.frameworks.recording`) like `run` replays JAX's jaxpr.
+
+    The float side is what the framework computed; the exact side evaluates each op by
+    its rule in `rules` on exact operands (a constant the library made enters as the
+    float value it had); the local side reruns the framework's own op on the exact
+    operands rounded to their format. Raises ShadowUnavailable for an op without a rule."""
+    if prec < 2 * f.precision:
+        raise ValueError(f"prec={prec} bits cannot carry {f.name} values exactly; use at least {2 * f.precision}")
+    interpreter = Interpreter(strict_literals=False)
+    ops: list[Op] = []
+    values: dict[tuple[int, int], _Value] = {}
+
+    def read(ref) -> _Value | None:
+        if ref is None:
+            return None
+        if ref.step is not None:
+            return values[(ref.step, ref.output)]
+        fl = np.asarray(inputs[ref.input] if ref.input is not None else ref.value)
+        return _Value(fl, _exact_of(fl), None)
+
+    with mp.workprec(prec), mp_eval.paused_gc():
+        for s, step in enumerate(recording.steps):
+            rule = rules.get(step.name)
+            if rule is None:
+                raise ShadowUnavailable(step.name, "op")
+            ins = [read(r) for r in step.operands]
+            present = [x for x in ins if x is not None]
+            params = {k: v for k, v in step.params.items() if not k.startswith("_")}
+            try:
+                if rule.semantics == "constant":  # a tensor the library made: exactly what it holds
+                    exacts = [_exact_of(o) for o in step.outputs]
+                    at_float = exacts
+                else:
+                    exacts = rule.exact(interpreter, [None if x is None else x.exact_value for x in ins], params)
+                    at_float = rule.exact(interpreter, [None if x is None else _exact_of(x.float_value) for x in ins],
+                                          params)
+                locals_ = step.rerun([None if x is None else _rounded(x.exact_value, x.float_value.dtype) for x in ins])
+            except (UnsupportedPrimitive, TypeError, ValueError, IndexError, KeyError) as e:
+                raise ShadowUnavailable(step.name, f"op ({type(e).__name__}: {e})") from None
+            exacts = [np.asarray(e) if np.asarray(e).dtype == object or o.dtype.kind != "f" else _exact_of(e)
+                      for e, o in zip(exacts, step.outputs)]
+            source = step.source
+            where = source or step.params.get("_where") or "unknown"
+            shape_params = rule.shape_params(step, [x.float_value for x in present])
+            outs = _record(ops, rule.semantics, shape_params, present, step.outputs, exacts, locals_,
+                           at_float, where, source, step.direction, threshold_bits, name=step.name)
+            for k, value in enumerate(outs):
+                values[(s, k)] = value
+    outputs = [read(r) for r in recording.outputs]
+    names = ["value"] + [f"grad.{n}" for n in wrt]
+    return Shadow(ops, names, [o.float_value for o in outputs], [o.exact_value for o in outputs],
+                  [o.op for o in outputs], f)
+
+
+def _exact_of(x: np.ndarray) -> np.ndarray:
+    """A framework's value as an exact one: mpf for floats, itself for integers and booleans."""
+    x = np.asarray(x)
+    return to_mp(x) if x.dtype.kind == "f" else x
+
+
+_CLAMPS = ("max", "min", "clamp", "select_n")
+
+
+def _has_nan(x: np.ndarray) -> bool:
+    return x.dtype == object and any(mpmath.isnan(v) for v in x.ravel())
+
+
+def _departure(op: Op, element: tuple[int, ...], operands: list, f: Format, kind: str) -> Blame:
+    formats = [FORMATS.get(x.dtype.name) for x in op.float_operands]
+    shown = [_show(np.asarray(x), g) for x, g in zip(operands, formats)]
+    value = _show(np.asarray(op.exact_value[element], dtype=object), f)
+    where = f"{op.where} (backward pass)" if op.direction == "backward" else op.where
+    call = f"{op.short}({', '.join(shown)}) = {value}"
+    if kind == "nan":
+        zero = any(x.size == 1 and x.dtype == object and x.ravel()[0] == 0 for x in operands)
+        text = (f"at {where}, {call} exactly: "
+                + ("a zero cotangent (from a where/select that discards this branch) times the discarded branch's "
+                   "non-finite derivative (the where gradient trap)" if zero and op.direction == "backward"
+                   else "the operations make a NaN of numbers"))
+    else:
+        text = f"at {where}, {call}: the code clamps the value onto a constant it chose"
+    return Blame(op, element, "mismatch", False, tuple(zip(shown, shown)), text + ".")
 
 
 def _bind(eqn, args: list[np.ndarray]) -> list[np.ndarray]:
@@ -321,7 +454,7 @@ def _spread(op: Op, flags: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     if flags.shape == () or (flags.shape == shape and op.primitive in _ELEMENTWISE):
         return np.broadcast_to(flags, shape)
     if op.primitive == "reduce_sum":
-        return flags.any(axis=tuple(op.params["axes"]))
+        return flags.any(axis=tuple(op.params["axes"])).reshape(shape)  # a kept dimension has size 1
     return np.full(shape, flags.any())
 
 
@@ -340,7 +473,7 @@ def _magnitude(op: Op, shape: tuple[int, ...]) -> np.ndarray:
     if op.primitive == "reduce_sum":
         largest = np.max(np.abs(op.exact_operands[0]), axis=tuple(op.params["axes"]))
     else:
-        largest = np.maximum(*(np.broadcast_to(np.abs(x), shape) for x in op.exact_operands))
+        largest = functools.reduce(np.maximum, (np.broadcast_to(np.abs(x), shape) for x in op.exact_operands))
     return np.asarray(largest, dtype=object).reshape(shape)
 
 
@@ -418,6 +551,12 @@ def _operand_mask(op: Op, mask: np.ndarray, position: int, shape: tuple[int, ...
         return needed
     if op.primitive == "reshape":
         return mask.reshape(shape)
+    if op.primitive == "broadcast":  # numpy broadcasting: the operand's axes are the result's trailing ones
+        needed = mask.any(axis=tuple(range(mask.ndim - len(shape))))
+        for axis, size in enumerate(shape):
+            if size == 1:
+                needed = needed.any(axis=axis, keepdims=True)
+        return needed
     return np.full(shape, mask.any())
 
 
@@ -453,7 +592,7 @@ def _blame(op: Op, element: tuple[int, ...], kind: str, f: Format) -> Blame:
     exacts = [_show(_at(x, element, op), g) for x, g in zip(op.exact_operands, formats)]
     rounds = [_show(_rounded(_at(x, element, op), fl.dtype), g)
               for x, fl, g in zip(op.exact_operands, op.float_operands, formats)]
-    name = f"{op.primitive}[y={op.params['y']}]" if op.primitive == "integer_pow" else op.primitive
+    name = f"{op.primitive}[y={op.params['y']}]" if op.primitive == "integer_pow" and not op.name else op.short
     exact_call, float_call, rounded_call = (f"{name}({', '.join(a)})" for a in (exacts, floats, rounds))
     x, r, fl, local = (_show(np.asarray(v[element], dtype=v.dtype), f) for v in
                        (op.exact_value, round_array(op.exact_value, f), op.float_value, op.local_value))

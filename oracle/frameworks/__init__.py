@@ -109,6 +109,16 @@ def evaluate(tree: formula.Node, framework: str, inputs: dict[str, np.ndarray], 
     return result
 
 
+def record(tree: formula.Node, framework: str, inputs: dict[str, np.ndarray], wrt: list[str], f: Format):
+    """Run `tree` in TensorFlow or PyTorch as `evaluate` does, recording every op it executes
+    (`oracle.frameworks.recording`), each op knowing the formula sub-expression it computes."""
+    module = backend(framework)
+    ops = {**formula.OPERATORS, **module.OPS, **native_ops(framework),
+           "constant": lambda v: module.constant(rounded_constant(v, f), f.name)}
+    return module.record(lambda env, scope: _tensor(formula.evaluate(tree, env, {**ops, "scope": scope}), framework),
+                         inputs, wrt)
+
+
 def _message(e: Exception) -> str:
     return f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}".rstrip(": ")
 
