@@ -549,9 +549,9 @@ def _operand_mask(op: Op, mask: np.ndarray, position: int, shape: tuple[int, ...
             if size == 1:
                 needed = needed.any(axis=axis, keepdims=True)
         return needed
-    if op.primitive == "reshape":
+    if op.primitive == "reshape" and mask.size == int(np.prod(shape, dtype=int)):
         return mask.reshape(shape)
-    if op.primitive == "broadcast":  # numpy broadcasting: the operand's axes are the result's trailing ones
+    if op.primitive == "broadcast" and position == 0:  # numpy broadcasting: the operand's axes are the result's trailing ones
         needed = mask.any(axis=tuple(range(mask.ndim - len(shape))))
         for axis, size in enumerate(shape):
             if size == 1:

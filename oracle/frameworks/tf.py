@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -129,3 +131,264 @@ def value_and_grads(fn, inputs: dict[str, np.ndarray], wrt: list[str], batched: 
     else:
         value, grads = _taped(fn, tensors, wrt)
     return value.numpy(), {name: g.numpy() for name, g in zip(wrt, grads)}
+
+
+# ---------------------------------------------------------------- recording
+
+_LIBRARY = re.compile(r"/(tensorflow_probability/python/(?!internal/)|tf_keras/|keras/src/(?!backend/)"
+                      r"|tensorflow/python/ops/\w+_grad\.py|tensorflow/python/ops/nn_impl\.py)")
+
+
+def _library_line() -> str | None:
+    """file:line (function) of the innermost library frame (TFP, keras, a gradient function of TF's)."""
+    frame = sys._getframe(2)
+    while frame is not None:
+        name = frame.f_code.co_filename
+        found = _LIBRARY.search(name)
+        if found:
+            return f"{name[found.start() + 1:]}:{frame.f_lineno} ({frame.f_code.co_name})"
+        frame = frame.f_back
+    return None
+
+
+def _forward_op_of_gradient():
+    """The forward op a gradient function (math_grad.py's _ExpGrad(op, grad), ...) is differentiating."""
+    frame = sys._getframe(2)
+    while frame is not None:
+        if frame.f_code.co_filename.endswith("_grad.py"):
+            op = frame.f_locals.get("op")
+            outputs = getattr(op, "outputs", None)
+            if outputs:
+                return outputs[0]
+        frame = frame.f_back
+    return None
+
+
+def record(fn, inputs: dict[str, np.ndarray], wrt: list[str]):
+    """Run fn like value_and_grads and record every op that eager execution and GradientTape run.
+
+    TF's op callbacks (the mechanism behind tf.debugging.enable_check_numerics) see each
+    executed op with its operand and result tensors; tf.functions inside libraries run
+    eagerly meanwhile, so their ops are seen one by one too (a graph would hide them in
+    one call op). Operands are linked to the op that produced them by tensor identity
+    (every tensor is kept alive); a tensor no op produced is a constant the library made.
+    `fn(tensors, scope)`: `scope` is a context manager taking a formula node."""
+    import contextlib
+
+    from tensorflow.python.eager import context, execute
+    from tensorflow.python.framework import op_callbacks
+
+    from oracle.frameworks.recording import Recording, Ref, Step
+
+    keep, produced, steps, where, backward = [], {}, [], [], []
+
+    def ref(t) -> Ref:
+        found = produced.get(id(t))
+        return found if found is not None else Ref(value=np.asarray(t.numpy()).copy())
+
+    def callback(op_type, op_inputs, attrs, outputs, op_name=None, graph=None):
+        if graph is not None or not outputs:
+            return None
+        keep.append((op_inputs, outputs))
+        attrs = tuple(attrs or ())
+        text, source = (where[-1] if where else None), _library_line()
+        if backward:
+            forward = _forward_op_of_gradient()
+            origin = None if forward is None else produced.get(id(forward))
+            if origin is not None and origin.step is not None:
+                text = steps[origin.step].params.get("_where")
+        index = len(steps)
+
+        def rerun(values, op_type=op_type, attrs=attrs, count=len(outputs)):
+            tensors = [tf.constant(v) for v in values]
+            return [np.asarray(t.numpy()).copy() for t in execute.quick_execute(op_type, count, tensors, attrs,
+                                                                                     context.context())]
+
+        op_type = op_type.decode() if isinstance(op_type, bytes) else op_type
+        steps.append(Step(op_type, [ref(t) for t in op_inputs], {**dict(zip(attrs[::2], attrs[1::2])), "_where": text},
+                          [np.asarray(t.numpy()).copy() for t in outputs], source,
+                          "backward" if backward else "forward", rerun))
+        for k, t in enumerate(outputs):
+            produced[id(t)] = Ref(step=index, output=k)
+        return None
+
+    @contextlib.contextmanager
+    def scoped(node):
+        where.append(node.text)
+        try:
+            yield
+        finally:
+            where.pop()
+
+    tensors = {name: tf.constant(value) for name, value in inputs.items()}
+    for name, t in tensors.items():
+        produced[id(t)] = Ref(input=name)
+    eager = tf.config.functions_run_eagerly()
+    tf.config.run_functions_eagerly(True)
+    op_callbacks.add_op_callback(callback)
+    try:
+        with tf.GradientTape() as tape:
+            for name in wrt:
+                tape.watch(tensors[name])
+            value = fn(tensors, scoped)
+        backward.append(True)
+        seed = tf.ones_like(value)
+        grads = tape.gradient(value, [tensors[n] for n in wrt], output_gradients=seed,
+                              unconnected_gradients=tf.UnconnectedGradients.ZERO)
+    finally:
+        op_callbacks.remove_op_callback(callback)
+        tf.config.run_functions_eagerly(eager)
+    return Recording("tf", steps, [ref(value)] + [ref(g) for g in grads])
+
+
+# ---------------------------------------------------------------- exact replay
+
+def exact_rules() -> dict:
+    """TF op name -> Rule: each op exactly on exact operands (its inputs in order; attributes as params)."""
+    global _RULES
+    if _RULES is None:
+        _RULES = _exact_table()
+    return _RULES
+
+
+_RULES = None
+
+
+def _exact_table() -> dict:
+    import dataclasses
+
+    import mpmath
+
+    from oracle.frameworks.recording import Rule, composite, identity, primitive
+
+    def const(x):
+        return np.asarray(mpmath.mpf(x), dtype=object)
+
+    def axes(x, indices):
+        dims = np.asarray(indices).ravel().tolist()
+        return tuple(sorted(int(d) % max(x.ndim, 1) for d in dims))
+
+    def reduce(kind):
+        def fn(ops, x, indices, keep_dims=False, **_):
+            dims = axes(x, indices)
+            out = ops(f"reduce_{kind}", x, axes=dims)
+            return np.reshape(out, [1 if d in dims else n for d, n in enumerate(x.shape)]) if keep_dims else out
+        return fn
+
+    def mean(ops, x, indices, keep_dims=False, **_):
+        dims = axes(x, indices)
+        count = int(np.prod([x.shape[d] for d in dims], dtype=int))
+        out = ops("div", ops("reduce_sum", x, axes=dims), const(count))
+        return np.reshape(out, [1 if d in dims else n for d, n in enumerate(x.shape)]) if keep_dims else out
+
+    def log_softmax(ops, x, **_):
+        last = (x.ndim - 1,)
+        total = ops("log", ops("reduce_sum", ops("exp", x), axes=last))
+        return ops("sub", x, np.expand_dims(total, -1))
+
+    def softplus(ops, x, **_):
+        return ops("log1p", ops("exp", x))
+
+    def xlogy(fn):
+        def rule(ops, x, y, **_):
+            zero = const(0)
+            return ops("select_n", ops("eq", x, zero), ops("mul", x, ops(fn, y)), zero)
+        return rule
+
+    def div_no_nan(ops, x, y, **_):
+        zero = const(0)
+        return ops("select_n", ops("eq", y, zero), ops("div", x, y), zero)
+
+    def mul_no_nan(ops, x, y, **_):
+        zero = const(0)
+        return ops("select_n", ops("eq", y, zero), ops("mul", x, y), zero)
+
+    def power(ops, x, p, **_):
+        return ops("pow", x, p)
+
+    def batch_matmul(ops, a, b, adj_x=False, adj_y=False, transpose_a=False, transpose_b=False, **_):
+        if adj_x or transpose_a:
+            a = np.swapaxes(a, -1, -2)
+        if adj_y or transpose_b:
+            b = np.swapaxes(b, -1, -2)
+        return np.matmul(a, b)
+
+    def triangular_solve(ops, a, b, lower=True, adjoint=False, **_):
+        return ops("triangular_solve", a, b, left_side=True, lower=lower, transpose_a=adjoint, conjugate_a=False,
+                   unit_diagonal=False)
+
+    def band_part(ops, x, lower, upper, **_):
+        n, m = x.shape[-2:]
+        i, j = np.arange(n)[:, None], np.arange(m)[None, :]
+        lo, hi = int(np.asarray(lower)), int(np.asarray(upper))
+        keep = ((lo < 0) | (i - j <= lo)) & ((hi < 0) | (j - i <= hi))
+        return np.where(keep, x, mpmath.mpf(0))
+
+    def select(ops, cond, a, b, **_):
+        return ops("select_n", np.broadcast_to(cond, np.broadcast_shapes(cond.shape, a.shape, b.shape)), b, a)
+
+    def add_n(ops, *xs, **_):
+        out = xs[0]
+        for x in xs[1:]:
+            out = ops("add", out, x)
+        return out
+
+    def sum_shape(step, operands):
+        return {"axes": axes(operands[0], operands[1])}
+
+    unary = {"Exp": "exp", "Log": "log", "Log1p": "log1p", "Expm1": "expm1", "Sqrt": "sqrt", "Rsqrt": "rsqrt",
+             "Neg": "neg", "Abs": "abs", "Sigmoid": "logistic", "Tanh": "tanh", "Lgamma": "lgamma",
+             "Digamma": "digamma", "Erf": "erf", "Erfc": "erfc", "Sin": "sin", "Cos": "cos", "Sign": "sign",
+             "Floor": "floor", "Ceil": "ceil", "Square": "square"}
+    table = {name: primitive(prim) for name, prim in unary.items()}
+    table |= {name: primitive(prim) for name, prim in {
+        "AddV2": "add", "Add": "add", "Sub": "sub", "Mul": "mul", "RealDiv": "div", "Div": "div",
+        "Maximum": "max", "Minimum": "min", "Atan2": "atan2"}.items()}
+    table |= {name: primitive(prim, "elementwise") for name, prim in {
+        "Greater": "gt", "Less": "lt", "GreaterEqual": "ge", "LessEqual": "le", "Equal": "eq", "NotEqual": "ne",
+        "LogicalAnd": "and", "LogicalOr": "or", "LogicalNot": "not"}.items()}
+    table |= {name: identity() for name in ("Identity", "StopGradient", "Cast", "Snapshot", "PreventGradient")}
+    table |= {name: Rule("constant", None) for name in (
+        "Fill", "ZerosLike", "OnesLike", "Shape", "ShapeN", "Size", "Rank", "BroadcastGradientArgs", "Range",
+        "Const", "Prod", "Pack", "StridedSlice", "ConcatV2", "GatherV2", "Reshape", "BroadcastTo",
+        "ExpandDims", "Squeeze", "Transpose", "Tile", "Max", "Min", "Sum", "Mean", "Select", "SelectV2")}
+    rules = {
+        "Reciprocal": composite(lambda ops, x, **_: ops("div", const(1), x), "div"),
+        "Pow": composite(power, "pow"),
+        "SquaredDifference": composite(lambda ops, x, y, **_: ops("square", ops("sub", x, y)), "elementwise"),
+        "Softplus": composite(softplus), "Xlogy": composite(xlogy("log"), "mul"),
+        "Xlog1py": composite(xlogy("log1p"), "mul"),
+        "Xdivy": composite(lambda ops, x, y, **_: ops("select_n", ops("eq", x, const(0)), ops("div", x, y), const(0)),
+                           "div"),
+        "DivNoNan": composite(div_no_nan, "div"), "MulNoNan": composite(mul_no_nan, "mul"),
+        "SelectV2": composite(select, "select_n"), "Select": composite(select, "select_n"),
+        "AddN": composite(add_n, "add_any"),
+        "SigmoidGrad": composite(lambda ops, y, g, **_: ops("mul", g, ops("mul", y, ops("sub", const(1), y)))),
+        "TanhGrad": composite(lambda ops, y, g, **_: ops("mul", g, ops("sub", const(1), ops("mul", y, y)))),
+        "SoftplusGrad": composite(lambda ops, g, x, **_: ops("mul", g, ops("logistic", x))),
+        "RsqrtGrad": composite(lambda ops, y, g, **_: ops("mul", g, ops("mul", const(-0.5), ops(
+            "mul", y, ops("mul", y, y))))),
+        "SqrtGrad": composite(lambda ops, y, g, **_: ops("div", ops("mul", g, const(0.5)), y)),
+        "ReciprocalGrad": composite(lambda ops, y, g, **_: ops("neg", ops("mul", g, ops("mul", y, y)))),
+        "Sum": composite(reduce("sum"), "reduce_sum"), "Max": composite(reduce("max"), "other"),
+        "Min": composite(reduce("min"), "other"), "Mean": composite(mean, "other"),
+        "Prod": composite(reduce("prod"), "other"),
+        "LogSoftmax": composite(log_softmax, "other"),
+        "Softmax": composite(lambda ops, x, **_: ops("exp", log_softmax(ops, x)), "other"),
+        "Reshape": composite(lambda ops, x, shape, **_: np.reshape(x, tuple(np.asarray(shape).tolist())), "reshape"),
+        "ExpandDims": composite(lambda ops, x, dim, **_: np.expand_dims(x, int(np.asarray(dim)) % (x.ndim + 1)),
+                                "reshape"),
+        "Squeeze": composite(lambda ops, x, squeeze_dims=(), **_: np.squeeze(x, tuple(squeeze_dims) or None),
+                             "reshape"),
+        "BroadcastTo": composite(lambda ops, x, shape, **_: np.broadcast_to(x, tuple(np.asarray(shape).tolist())),
+                                 "broadcast"),
+        "Transpose": composite(lambda ops, x, perm, **_: np.transpose(x, np.asarray(perm).tolist()), "other"),
+        "BatchMatMulV2": composite(batch_matmul, "other"), "BatchMatMulV3": composite(batch_matmul, "other"),
+        "MatMul": composite(batch_matmul, "other"),
+        "Cholesky": composite(lambda ops, a, **_: ops("cholesky", a), "other"),
+        "MatrixTriangularSolve": composite(triangular_solve, "other"),
+        "MatrixBandPart": composite(band_part, "other"),
+    }
+    table |= rules
+    table["Sum"] = dataclasses.replace(table["Sum"], shape_params=sum_shape)
+    return table
