@@ -130,6 +130,7 @@ class Op:
     inherent: np.ndarray  # per element: the event is the exact value itself leaving the normal range
     flushed: np.ndarray  # per element: the underflow is XLA flushing a subnormal result or operand to zero
     name: str = ""  # the op as its framework calls it (aten.sub.Tensor, Sub); `primitive` gives its semantics
+    constants: tuple[bool, ...] = ()  # per operand: a literal or a constant the library made
 
     @property
     def label(self) -> str:
@@ -203,8 +204,8 @@ class Shadow:
 
     def _clamped(self, op: Op, element: tuple[int, ...], value) -> bool:
         """Did a clamp-like op return one of its constant operands (one no op produced) instead of its data?"""
-        data = [x for x, arg in zip(op.exact_operands, op.args) if arg is not None]
-        constants = [x for x, arg in zip(op.exact_operands, op.args) if arg is None and x.dtype == object]
+        data = [x for x, c in zip(op.exact_operands, op.constants) if not c and x.dtype == object]
+        constants = [x for x, c in zip(op.exact_operands, op.constants) if c and x.dtype == object]
         if not data or not constants:
             return False
         return all(_at(x, element, op).ravel()[0] != value for x in data if x.size) and any(
@@ -276,6 +277,7 @@ class _Value(NamedTuple):
     float_value: np.ndarray
     exact_value: np.ndarray
     op: int | None  # the producing op
+    constant: bool = False  # a literal or a constant the library made (not an input, not computed)
 
 
 class _Replay:
@@ -288,7 +290,7 @@ class _Replay:
         self.ops: list[Op] = []
 
     def constant(self, c) -> _Value:
-        return _Value(np.asarray(c), self.interpreter.constant(c), None)
+        return _Value(np.asarray(c), self.interpreter.constant(c), None, True)
 
     def jaxpr(self, jaxpr, consts: list[_Value], args: list[_Value], stack: str) -> list[_Value]:
         env = dict(zip(jaxpr.constvars, consts)) | dict(zip(jaxpr.invars, args))
@@ -296,7 +298,7 @@ class _Replay:
         def read(v) -> _Value:
             if isinstance(v, jcore.Literal):
                 dtype = np.dtype(v.aval.dtype)
-                return _Value(np.asarray(v.val, dtype=dtype), self.interpreter.literal(v.val, dtype.name), None)
+                return _Value(np.asarray(v.val, dtype=dtype), self.interpreter.literal(v.val, dtype.name), None, True)
             return env[v]
 
         for eqn in jaxpr.eqns:
@@ -337,7 +339,8 @@ def _record(ops: list[Op], primitive: str, params: dict, ins: list[_Value], floa
                 args=tuple(x.op for x in ins), float_operands=tuple(x.float_value for x in ins),
                 exact_operands=tuple(x.exact_value for x in ins), float_value=fl, exact_value=ex,
                 local_value=None, local_bits=None, events=np.full(fl.shape, "", dtype=object),
-                inherent=np.zeros(fl.shape, dtype=bool), flushed=np.zeros(fl.shape, dtype=bool), name=name)
+                inherent=np.zeros(fl.shape, dtype=bool), flushed=np.zeros(fl.shape, dtype=bool), name=name,
+                constants=tuple(x.constant for x in ins))
         if fl.dtype.kind == "f":
             _classify(op, lo, y, FORMATS[fl.dtype.name], threshold_bits)
         ops.append(op)
@@ -365,7 +368,7 @@ def replay(recording, rules: dict, inputs: dict[str, np.ndarray], wrt: list[str]
         if ref.step is not None:
             return values[(ref.step, ref.output)]
         fl = np.asarray(inputs[ref.input] if ref.input is not None else ref.value)
-        return _Value(fl, _exact_of(fl), None)
+        return _Value(fl, _exact_of(fl), None, ref.input is None)
 
     with mp.workprec(prec), mp_eval.paused_gc():
         for s, step in enumerate(recording.steps):
@@ -603,12 +606,12 @@ def _blame(op: Op, element: tuple[int, ...], kind: str, f: Format) -> Blame:
         largest = _show(np.asarray(float(f.max_finite)), f)
         text = f"{where} overflowed {f.name}: {exact_call} = {x} exceeds the largest {f.name}, {largest}."
     elif kind == "underflow" and inherent and flushed:
-        text = f"{where} was flushed to zero: {exact_call} = {x} is the {f.name} subnormal {r}, which XLA flushes to 0."
+        text = f"{where} was flushed to zero: {exact_call} = {x} is the {f.name} subnormal {r}, which this run flushes to 0."
     elif kind == "underflow" and inherent:
         text = (f"{where} underflowed {f.name}: {exact_call} = {x} is below the smallest normal {f.name}, "
                 f"{_show(np.asarray(float(f.min_normal)), f)}, and came out as {fl}.")
     elif kind == "underflow" and flushed:
-        text = (f"{where} read a subnormal operand as zero (XLA flushes subnormals): {rounded_call} gave {local} "
+        text = (f"{where} read a subnormal operand as zero (this run flushes subnormals): {rounded_call} gave {local} "
                 f"instead of {r} ({bits}).")
     elif kind in ("overflow", "underflow"):
         text = f"{where} left the {f.name} range ({kind}): {exact_call} = {x}, but in {f.name} {float_call} gives {fl}."

@@ -321,6 +321,11 @@ def _exact_table() -> dict:
             loss = ops("add", ops("mul", ops("sub", one, t), x), ops("mul", coef, softplus_neg))
         return _reduced(ops, loss if weight is None else ops("mul", loss, weight), reduction)
 
+    def remainder(ops, x, y, **_):  # Python's modulo: the sign of the divisor
+        if x.dtype != object:
+            return np.remainder(x, y)
+        return ops("sub", x, ops("mul", ops("floor", ops("div", x, y)), y))
+
     def where(ops, cond, a, b, **_):
         return ops("select_n", cond, b, a)
 
@@ -376,7 +381,7 @@ def _exact_table() -> dict:
         "exp": "exp", "log": "log", "log1p": "log1p", "expm1": "expm1", "sqrt": "sqrt", "rsqrt": "rsqrt",
         "neg": "neg", "abs": "abs", "sigmoid": "logistic", "tanh": "tanh", "lgamma": "lgamma",
         "digamma": "digamma", "erf": "erf", "erfc": "erfc", "sin": "sin", "cos": "cos", "sign": "sign",
-        "floor": "floor", "ceil": "ceil", "square": "square"}.items()}
+        "floor": "floor", "ceil": "ceil", "square": "square", "sgn": "sign"}.items()}
     table |= {f"aten.{op}.{kind}": primitive(op, arity=2) for op in ("mul", "div") for kind in ("Tensor", "Scalar")}
     table |= {f"aten.{op}.default": primitive(op[:3], arity=2) for op in ("maximum", "minimum")}
     table |= {f"aten.{op}.{kind}": primitive(op, "elementwise") for op in ("gt", "lt", "ge", "le", "eq", "ne")
@@ -453,7 +458,19 @@ def _exact_table() -> dict:
         ("aten.bmm.default", dot((((2,), (1,)), ((0,), (0,)))), "other"),
         ("aten.linalg_solve_triangular.default", solve_triangular, "other"),
         ("aten.linalg_cholesky_ex.default", cholesky_ex, "other"),
+        ("aten.remainder.Scalar", remainder, "elementwise"), ("aten.remainder.Tensor", remainder, "elementwise"),
+        ("aten.isnan.default", lambda ops, x, **_: np.asarray(np.frompyfunc(_isnan, 1, 1)(x), dtype=bool),
+         "elementwise"),
     ]}
+    table |= {f"aten.bitwise_{op}.Tensor": composite(lambda ops, a, b, fn=fn, **_: fn(a, b), "elementwise")
+              for op, fn in (("and", np.bitwise_and), ("or", np.bitwise_or), ("xor", np.bitwise_xor))}
+    table["aten.bitwise_not.default"] = composite(lambda ops, a, **_: np.invert(a), "elementwise")
+    table["aten.atanh.default"] = composite(lambda ops, x, **_: ops("mul", np.asarray(_mpf(0.5), dtype=object), ops(
+        "sub", ops("log1p", x), ops("log1p", ops("neg", x)))))
+    table["aten.log2.default"] = composite(lambda ops, x, **_: ops("div", ops("log", x), ops(
+        "log", np.asarray(_mpf(2), dtype=object))))
+    # an in-place variant (logical_and_, add_) computes what its functional twin does
+    table |= {f"{name.rsplit('.', 1)[0]}_.{name.rsplit('.', 1)[1]}": rule for name, rule in list(table.items())}
     def summed_axes(step, operands):
         dim = step.params.get("dim")
         return {"axes": axes(operands[0], dim)}
@@ -468,6 +485,12 @@ def _reduced(ops, loss, reduction):
         return loss
     total = ops("reduce_sum", loss, axes=tuple(range(loss.ndim)))
     return total if reduction == 2 else ops("div", total, np.asarray(_mpf(loss.size), dtype=object))
+
+
+def _isnan(x) -> bool:
+    import mpmath
+
+    return bool(mpmath.isnan(x))
 
 
 def _mpf(x):
