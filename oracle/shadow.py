@@ -66,6 +66,7 @@ import functools
 import math
 import re
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import NamedTuple
 
 import jax
@@ -370,12 +371,18 @@ def replay(recording, rules: dict, inputs: dict[str, np.ndarray], wrt: list[str]
         fl = np.asarray(inputs[ref.input] if ref.input is not None else ref.value)
         return _Value(fl, _exact_of(fl), None, ref.input is None)
 
+    needed = _needed(recording)
     with mp.workprec(prec), mp_eval.paused_gc():
         for s, step in enumerate(recording.steps):
+            if s not in needed:  # argument checks, shapes for nothing: not part of the outputs
+                continue
             rule = rules.get(step.name)
+            ins = [read(r) for r in step.operands]
+            if rule is None and all(o.dtype.kind in "biu" for o in step.outputs) and all(
+                    x is None or x.float_value.dtype.kind in "biu" for x in ins):
+                rule = _INTEGER  # integers from integers (shapes, permutations): exact as computed
             if rule is None:
                 raise ShadowUnavailable(step.name, "op")
-            ins = [read(r) for r in step.operands]
             present = [x for x in ins if x is not None]
             params = {k: v for k, v in step.params.items() if not k.startswith("_")}
             try:
@@ -402,6 +409,20 @@ def replay(recording, rules: dict, inputs: dict[str, np.ndarray], wrt: list[str]
     names = ["value"] + [f"grad.{n}" for n in wrt]
     return Shadow(ops, names, [o.float_value for o in outputs], [o.exact_value for o in outputs],
                   [o.op for o in outputs], f)
+
+
+_INTEGER = SimpleNamespace(semantics="constant", shape_params=lambda step, operands: {})
+
+
+def _needed(recording) -> set[int]:
+    """The steps the recorded outputs depend on."""
+    needed, stack = set(), [r.step for r in recording.outputs if r.step is not None]
+    while stack:
+        s = stack.pop()
+        if s not in needed:
+            needed.add(s)
+            stack += [r.step for r in recording.steps[s].operands if r is not None and r.step is not None]
+    return needed
 
 
 def _exact_of(x: np.ndarray) -> np.ndarray:

@@ -324,6 +324,19 @@ def _exact_table() -> dict:
         keep = ((lo < 0) | (i - j <= lo)) & ((hi < 0) | (j - i <= hi))
         return np.where(keep, x, mpmath.mpf(0))
 
+    def diag_part(ops, x, k, padding=None, **_):  # the main diagonal (k = 0): what TFP's MVN reads
+        if int(np.asarray(k).ravel()[0]) != 0 or np.asarray(k).size != 1:
+            raise ValueError("only the main diagonal is replayed")
+        return np.diagonal(x, 0, -2, -1)
+
+    def diag(ops, d, k, rows=None, cols=None, padding=None, **_):
+        if int(np.asarray(k).ravel()[0]) != 0 or np.asarray(k).size != 1:
+            raise ValueError("only the main diagonal is replayed")
+        n = d.shape[-1]
+        out = np.full((*d.shape, n), mpmath.mpf(0), dtype=object)
+        out[..., np.arange(n), np.arange(n)] = d
+        return out
+
     def select(ops, cond, a, b, **_):
         return ops("select_n", np.broadcast_to(cond, np.broadcast_shapes(cond.shape, a.shape, b.shape)), b, a)
 
@@ -388,6 +401,7 @@ def _exact_table() -> dict:
         "Cholesky": composite(lambda ops, a, **_: ops("cholesky", a), "other"),
         "MatrixTriangularSolve": composite(triangular_solve, "other"),
         "MatrixBandPart": composite(band_part, "other"),
+        "MatrixDiagPartV3": composite(diag_part, "other"), "MatrixDiagV3": composite(diag, "other"),
     }
     table |= rules
     table["Sum"] = dataclasses.replace(table["Sum"], shape_params=sum_shape)

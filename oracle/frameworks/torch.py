@@ -326,6 +326,14 @@ def _exact_table() -> dict:
             return np.remainder(x, y)
         return ops("sub", x, ops("mul", ops("floor", ops("div", x, y)), y))
 
+    def diagonal_backward(ops, g, input_sizes, offset=0, dim1=0, dim2=1, **_):
+        out = np.full(tuple(input_sizes), _mpf(0), dtype=object)
+        moved = np.moveaxis(out, (dim1, dim2), (-2, -1))  # a view: writing it writes out
+        k = g.shape[-1]
+        rows, cols = np.arange(k) + max(-offset, 0), np.arange(k) + max(offset, 0)
+        moved[..., rows, cols] = g
+        return out
+
     def where(ops, cond, a, b, **_):
         return ops("select_n", cond, b, a)
 
@@ -459,6 +467,7 @@ def _exact_table() -> dict:
         ("aten.linalg_solve_triangular.default", solve_triangular, "other"),
         ("aten.linalg_cholesky_ex.default", cholesky_ex, "other"),
         ("aten.remainder.Scalar", remainder, "elementwise"), ("aten.remainder.Tensor", remainder, "elementwise"),
+        ("aten.diagonal_backward.default", diagonal_backward, "other"),
         ("aten.isnan.default", lambda ops, x, **_: np.asarray(np.frompyfunc(_isnan, 1, 1)(x), dtype=bool),
          "elementwise"),
     ]}
