@@ -396,8 +396,10 @@ def replay(recording, rules: dict, inputs: dict[str, np.ndarray], wrt: list[str]
                 locals_ = step.rerun([None if x is None else _rounded(x.exact_value, x.float_value.dtype) for x in ins])
             except (UnsupportedPrimitive, TypeError, ValueError, IndexError, KeyError) as e:
                 raise ShadowUnavailable(step.name, f"op ({type(e).__name__}: {e})") from None
-            exacts = [np.asarray(e) if np.asarray(e).dtype == object or o.dtype.kind != "f" else _exact_of(e)
-                      for e, o in zip(exacts, step.outputs)]
+            exacts, at_float = ([np.asarray(e) if np.asarray(e).dtype == object or o.dtype.kind != "f" else _exact_of(e)
+                                 for e, o in zip(values_, step.outputs)] for values_ in (exacts, at_float))
+            if rule.semantics in _MOVES and not all(_reproduces(y, o) for y, o in zip(at_float, step.outputs)):
+                raise ShadowUnavailable(step.name, "op: its exact rule does not reproduce what the op did")
             source = step.source
             where = source or step.params.get("_where") or "unknown"
             shape_params = rule.shape_params(step, [x.float_value for x in present])
@@ -409,6 +411,18 @@ def replay(recording, rules: dict, inputs: dict[str, np.ndarray], wrt: list[str]
     names = ["value"] + [f"grad.{n}" for n in wrt]
     return Shadow(ops, names, [o.float_value for o in outputs], [o.exact_value for o in outputs],
                   [o.op for o in outputs], f)
+
+
+# ops that only move, copy or pick values: their rule on the float operands must give the float result exactly
+_MOVES = ("move", "reshape", "broadcast", "copy", "select_n")
+
+
+def _reproduces(exact: np.ndarray, got: np.ndarray) -> bool:
+    exact, got = np.asarray(exact), np.asarray(got)
+    if got.dtype.kind != "f":
+        return exact.shape == got.shape and bool(np.all(exact == got))
+    rounded = round_array(exact, FORMATS[got.dtype.name])
+    return rounded.shape == got.shape and bool(np.all((rounded == got) | (np.isnan(rounded) & np.isnan(got))))
 
 
 _INTEGER = SimpleNamespace(semantics="constant", shape_params=lambda step, operands: {})

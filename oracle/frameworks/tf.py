@@ -254,6 +254,10 @@ def exact_rules() -> dict:
 _RULES = None
 
 
+def _refuse(what: str):
+    raise ValueError(f"{what} are not replayed")
+
+
 def _exact_table() -> dict:
     import dataclasses
 
@@ -337,6 +341,18 @@ def _exact_table() -> dict:
         out[..., np.arange(n), np.arange(n)] = d
         return out
 
+    def strided_slice(ops, x, begin, end, strides, begin_mask=0, end_mask=0, ellipsis_mask=0, new_axis_mask=0,
+                      shrink_axis_mask=0, **_):
+        if ellipsis_mask or new_axis_mask:
+            raise ValueError("strided slices with an ellipsis or new axes are not replayed")
+        index = []
+        for d, (b, e, k) in enumerate(zip(*(np.asarray(v).tolist() for v in (begin, end, strides)))):
+            if shrink_axis_mask >> d & 1:
+                index.append(b)
+            else:
+                index.append(slice(None if begin_mask >> d & 1 else b, None if end_mask >> d & 1 else e, k))
+        return x[tuple(index)]
+
     def select(ops, cond, a, b, **_):
         return ops("select_n", np.broadcast_to(cond, np.broadcast_shapes(cond.shape, a.shape, b.shape)), b, a)
 
@@ -361,10 +377,9 @@ def _exact_table() -> dict:
         "Greater": "gt", "Less": "lt", "GreaterEqual": "ge", "LessEqual": "le", "Equal": "eq", "NotEqual": "ne",
         "LogicalAnd": "and", "LogicalOr": "or", "LogicalNot": "not"}.items()}
     table |= {name: identity() for name in ("Identity", "StopGradient", "Cast", "Snapshot", "PreventGradient")}
-    table |= {name: Rule("constant", None) for name in (
-        "Fill", "ZerosLike", "OnesLike", "Shape", "ShapeN", "Size", "Rank", "BroadcastGradientArgs", "Range",
-        "Const", "Prod", "Pack", "StridedSlice", "ConcatV2", "GatherV2", "Reshape", "BroadcastTo",
-        "ExpandDims", "Squeeze", "Transpose", "Tile", "Max", "Min", "Sum", "Mean", "Select", "SelectV2")}
+    # values that depend on no float operand's value: exactly what the framework made
+    table |= {name: Rule("constant", None) for name in ("ZerosLike", "OnesLike", "Shape", "ShapeN", "Size", "Rank",
+                                                        "BroadcastGradientArgs", "Range")}
     rules = {
         "Reciprocal": composite(lambda ops, x, **_: ops("div", const(1), x), "div"),
         "Pow": composite(power, "pow"),
@@ -395,13 +410,22 @@ def _exact_table() -> dict:
                              "reshape"),
         "BroadcastTo": composite(lambda ops, x, shape, **_: np.broadcast_to(x, tuple(np.asarray(shape).tolist())),
                                  "broadcast"),
-        "Transpose": composite(lambda ops, x, perm, **_: np.transpose(x, np.asarray(perm).tolist()), "other"),
+        "Transpose": composite(lambda ops, x, perm, **_: np.transpose(x, np.asarray(perm).tolist()), "move"),
         "BatchMatMulV2": composite(batch_matmul, "other"), "BatchMatMulV3": composite(batch_matmul, "other"),
         "MatMul": composite(batch_matmul, "other"),
         "Cholesky": composite(lambda ops, a, **_: ops("cholesky", a), "other"),
         "MatrixTriangularSolve": composite(triangular_solve, "other"),
-        "MatrixBandPart": composite(band_part, "other"),
-        "MatrixDiagPartV3": composite(diag_part, "other"), "MatrixDiagV3": composite(diag, "other"),
+        "MatrixBandPart": composite(band_part, "move"),
+        "Fill": composite(lambda ops, dims, value, **_: np.broadcast_to(value, tuple(np.asarray(dims).tolist())),
+                          "broadcast"),
+        "Tile": composite(lambda ops, x, multiples, **_: np.tile(x, np.asarray(multiples).tolist()), "move"),
+        "Pack": composite(lambda ops, *xs, axis=0, **_: np.stack(xs, axis=axis), "move"),
+        "ConcatV2": composite(lambda ops, *xs, **_: np.concatenate(xs[:-1], axis=int(np.asarray(xs[-1]))), "move"),
+        "GatherV2": composite(lambda ops, x, indices, axis, batch_dims=0, **_: np.take(
+            x, np.asarray(indices), axis=int(np.asarray(axis))) if not batch_dims else _refuse("batched gathers"),
+            "other"),
+        "StridedSlice": composite(strided_slice, "move"),
+        "MatrixDiagPartV3": composite(diag_part, "move"), "MatrixDiagV3": composite(diag, "move"),
     }
     table |= rules
     table["Sum"] = dataclasses.replace(table["Sum"], shape_params=sum_shape)

@@ -450,16 +450,16 @@ def _exact_table() -> dict:
         ("aten.squeeze.dims", lambda ops, x, dim, **_: np.squeeze(x, tuple(d for d in dim if x.shape[d] == 1)),
          "reshape"),
         ("aten.squeeze.default", lambda ops, x, **_: np.squeeze(x), "reshape"),
-        ("aten.permute.default", lambda ops, x, dims, **_: np.transpose(x, dims), "other"),
-        ("aten.t.default", lambda ops, x, **_: x.T, "other"),
-        ("aten.transpose.int", lambda ops, x, dim0, dim1, **_: np.swapaxes(x, dim0, dim1), "other"),
-        ("aten.select.int", lambda ops, x, dim, index, **_: np.take(x, index, axis=dim), "other"),
+        ("aten.permute.default", lambda ops, x, dims, **_: np.transpose(x, dims), "move"),
+        ("aten.t.default", lambda ops, x, **_: x.T, "move"),
+        ("aten.transpose.int", lambda ops, x, dim0, dim1, **_: np.swapaxes(x, dim0, dim1), "move"),
+        ("aten.select.int", lambda ops, x, dim, index, **_: np.take(x, index, axis=dim), "move"),
         ("aten.slice.Tensor", lambda ops, x, dim=0, start=None, end=None, step=1, **_: x[
-            (slice(None),) * (dim % x.ndim) + (slice(start, end, step),)], "other"),
+            (slice(None),) * (dim % x.ndim) + (slice(start, end, step),)], "move"),
         ("aten.diagonal.default", lambda ops, x, offset=0, dim1=0, dim2=1, **_: np.diagonal(
-            x, offset, dim1, dim2), "other"),
+            x, offset, dim1, dim2), "move"),
         ("aten.tril.default", lambda ops, x, diagonal=0, **_: np.where(
-            np.tri(*x.shape[-2:], diagonal, dtype=bool), x, _mpf(0)), "other"),
+            np.tri(*x.shape[-2:], diagonal, dtype=bool), x, _mpf(0)), "move"),
         ("aten.mm.default", dot((((1,), (0,)), ((), ()))), "other"),
         ("aten.mv.default", dot((((1,), (0,)), ((), ()))), "other"),
         ("aten.dot.default", dot((((0,), (0,)), ((), ()))), "other"),
@@ -467,7 +467,7 @@ def _exact_table() -> dict:
         ("aten.linalg_solve_triangular.default", solve_triangular, "other"),
         ("aten.linalg_cholesky_ex.default", cholesky_ex, "other"),
         ("aten.remainder.Scalar", remainder, "elementwise"), ("aten.remainder.Tensor", remainder, "elementwise"),
-        ("aten.diagonal_backward.default", diagonal_backward, "other"),
+        ("aten.diagonal_backward.default", diagonal_backward, "move"),
         ("aten.isnan.default", lambda ops, x, **_: np.asarray(np.frompyfunc(_isnan, 1, 1)(x), dtype=bool),
          "elementwise"),
     ]}
