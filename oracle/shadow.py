@@ -169,6 +169,9 @@ class Shadow:
     exact_outputs: list[np.ndarray]
     output_ops: list[int | None]  # the op producing each output; None when it is an input or constant
     format: Format
+    # an addition absorbed an operand that a later op cancelled to exactly 0 at this precision (made NaN there,
+    # as in the reference): NaN outputs of this replay vouch for nothing
+    absorbed: bool = False
 
     def root_cause(self, output: int, index: tuple[int, ...] = ()) -> Blame | None:
         """The earliest op with an event on the path to `outputs[output][index]` (see the module docstring)."""
@@ -186,9 +189,11 @@ class Shadow:
         return None
 
     def departure(self, output: int, index: tuple[int, ...] = ()) -> Blame | None:
-        """Where the computation, evaluated exactly, stops computing the function: the earliest op on the path
-        to the output element that makes a NaN of non-NaN exact operands, or that clamps (max, min, clamp,
-        select) a value onto a constant that the library chose (an eps, a bound)."""
+        """Where the computation, evaluated exactly, stops computing the function, on the path to the output element:
+        first a backward op that multiplies a zero cotangent by a non-finite derivative (the where gradient trap);
+        else the earliest op that makes a NaN of non-NaN exact operands, or that clamps (max, min, clamp, select) a
+        value onto a constant the library chose (an eps, a bound)."""
+        found: dict[str, Blame] = {}
         for i, mask in sorted(self._ancestry(output, index).items()):
             op = self.ops[i]
             if op.float_value.dtype.kind != "f":
@@ -197,11 +202,14 @@ class Shadow:
                 element = tuple(int(k) for k in element)
                 operands = [_at(x, element, op) for x in op.exact_operands]
                 value = op.exact_value[element]
+                if mpmath.isnan(value) and op.direction == "backward" and _is_zero(operands) and any(
+                        not all(mpmath.isfinite(v) for v in x.ravel()) for x in operands if x.dtype == object):
+                    return _departure(op, element, operands, self.format, "trap")
                 if mpmath.isnan(value) and not any(_has_nan(x) for x in operands):
-                    return _departure(op, element, operands, self.format, "nan")
-                if op.primitive in _CLAMPS and self._clamped(op, element, value):
-                    return _departure(op, element, operands, self.format, "clamp")
-        return None
+                    found.setdefault("nan", _departure(op, element, operands, self.format, "nan"))
+                elif op.primitive in _CLAMPS and self._clamped(op, element, value):
+                    found.setdefault("clamp", _departure(op, element, operands, self.format, "clamp"))
+        return found.get("clamp") or found.get("nan")
 
     def _clamped(self, op: Op, element: tuple[int, ...], value) -> bool:
         """Did a clamp-like op return one of its constant operands (one no op produced) instead of its data?"""
@@ -402,7 +410,9 @@ def replay(recording, rules: dict, inputs: dict[str, np.ndarray], wrt: list[str]
                 raise ShadowUnavailable(step.name, "op: its exact rule does not reproduce what the op did")
             source = step.source
             where = source or step.params.get("_where") or "unknown"
+            _watch(interpreter, rule.semantics, [x.exact_value for x in present], exacts)
             shape_params = rule.shape_params(step, [x.float_value for x in present])
+            present = present if getattr(rule, "order", None) is None else [present[k] for k in rule.order]
             outs = _record(ops, rule.semantics, shape_params, present, step.outputs, exacts, locals_,
                            at_float, where, source, step.direction, threshold_bits, name=step.name)
             for k, value in enumerate(outs):
@@ -410,7 +420,21 @@ def replay(recording, rules: dict, inputs: dict[str, np.ndarray], wrt: list[str]
     outputs = [read(r) for r in recording.outputs]
     names = ["value"] + [f"grad.{n}" for n in wrt]
     return Shadow(ops, names, [o.float_value for o in outputs], [o.exact_value for o in outputs],
-                  [o.op for o in outputs], f)
+                  [o.op for o in outputs], f, bool(interpreter.trace.hidden_cancellation))
+
+
+def _watch(interpreter: Interpreter, semantics: str, ins: list, outs: list) -> None:
+    """The reference's absorption guard on a replayed op: an absorbed operand that a later op cancels to 0 poisons it."""
+    if not outs or not all(isinstance(x, np.ndarray) and x.dtype == object for x in ins + outs[:1]):
+        return
+    if semantics in mp_eval.ABSORBING and len(ins) == 2:
+        interpreter.watch_absorption(semantics, ins, outs[0])
+    elif semantics in mp_eval.SATURATING and ins and mp_eval._saturated(ins[0], outs[0]).any():
+        interpreter.absorbed[id(outs[0])] = outs[0]
+    elif any(id(x) in interpreter.absorbed for x in ins):
+        interpreter.watch_exposure(semantics, ins, outs[0])
+        for x in outs:
+            interpreter.absorbed[id(x)] = x
 
 
 # ops that only move, copy or pick values: their rule on the float operands must give the float result exactly
@@ -448,6 +472,10 @@ def _exact_of(x: np.ndarray) -> np.ndarray:
 _CLAMPS = ("max", "min", "clamp", "select_n")
 
 
+def _is_zero(operands: list) -> bool:
+    return any(x.dtype == object and x.size == 1 and x.ravel()[0] == 0 for x in operands)
+
+
 def _has_nan(x: np.ndarray) -> bool:
     return x.dtype == object and any(mpmath.isnan(v) for v in x.ravel())
 
@@ -458,12 +486,11 @@ def _departure(op: Op, element: tuple[int, ...], operands: list, f: Format, kind
     value = _show(np.asarray(op.exact_value[element], dtype=object), f)
     where = f"{op.where} (backward pass)" if op.direction == "backward" else op.where
     call = f"{op.short}({', '.join(shown)}) = {value}"
-    if kind == "nan":
-        zero = any(x.size == 1 and x.dtype == object and x.ravel()[0] == 0 for x in operands)
-        text = (f"at {where}, {call} exactly: "
-                + ("a zero cotangent (from a where/select that discards this branch) times the discarded branch's "
-                   "non-finite derivative (the where gradient trap)" if zero and op.direction == "backward"
-                   else "the operations make a NaN of numbers"))
+    if kind == "trap":
+        text = (f"at {where}, {call} exactly: a zero cotangent (from a where/select that discards this branch) "
+                "times the discarded branch's non-finite derivative: the where gradient trap")
+    elif kind == "nan":
+        text = f"at {where}, {call} exactly: the operations make a NaN of numbers"
     else:
         text = f"at {where}, {call}: the code clamps the value onto a constant it chose"
     return Blame(op, element, "mismatch", False, tuple(zip(shown, shown)), text + ".")

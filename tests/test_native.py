@@ -413,11 +413,14 @@ def test_a_library_call_that_underflows_is_measured_and_explained(report):
     assert jax_naive["cause"]["op"] == "erfc" and jax_naive["cause"]["traced"] is True
     assert jax_naive["cause"]["where"] == "jax.scipy.stats.norm.cdf(x)"
     assert case["reference"]["float32"]["impl_shadow"]["naive"].startswith("replayed")
-    # tf and torch: no model of their code; their float64 run reproduces -inf, so the class is inferred
-    for framework in ("tf", "torch"):
+    # tf and torch: recorded as they ran, so their cause is traced too, to the op inside their cdf
+    for framework, op, source in (("tf", "Erfc", "tensorflow_probability/python/distributions/normal.py:"),
+                                  ("torch", "aten.add.Tensor", "torch/distributions/normal.py:")):
         row = rows[(framework, "naive", "value")]
-        assert row["verdict"] == "mismatch" and row["cause"] is None
-        assert "at float64 reproduces -inf" in row["explanation"] and "inferred" in row["explanation"]
+        assert row["verdict"] == "underflow" and row["inherent"] is False, row
+        assert row["cause"]["op"] == op and row["cause"]["traced"] is True
+        assert row["cause"]["source"].startswith(source) and "7.31" in row["explanation"]
+        assert case["reference"]["float32"]["traces"][framework]["naive"].startswith("replayed")
     # d/dx log Phi(x) = phi(x)/Phi(x) = 40.024968847...: torch's log_ndtr gradient (40.02567 on x86-64 CPU) and
     # JAX's logcdf gradient (40.0254) are 184 and 113 ulps off; JAX's loss is traced to a log inside logcdf
     grad = rows[("torch", "log_ndtr", "grad.x")]
@@ -436,7 +439,8 @@ def test_torch_clamps_a_tiny_bernoulli_probability(report):
     # so it returns -log(2**-23) = 15.942385 and a zero gradient; the float64 run does not clamp at 1e-10
     value = rows[("torch", "distributions", "value")]
     assert value["got"] == "15.942385" and value["reference"] == "23.02585" and value["verdict"] != "ok"
-    assert "torch at float64 gives 23.0259" in value["explanation"]
+    assert value["verdict"] == "mismatch" and value["cause"]["op"] == "aten.clamp.default"  # traced: the clamp
+    assert value["cause"]["source"].startswith("torch/distributions/utils.py:") and "1.1920929e-7" in value["explanation"]
     assert rows[("torch", "distributions", "grad.p")]["got"] == "0.0"
     assert rows[("torch", "distributions", "grad.p")]["reference"] == "-1e+10"
     for key in (("torch", "functional", "value"), ("torch", "formula", "value"),

@@ -58,6 +58,8 @@ class Rule:
     exact: Callable  # (interpreter, exact operands, params) -> list of exact results
     # the semantics' parameters (a reduction's axes), from the step and its operands' float values
     shape_params: Callable[[Step, list], dict] = lambda step, operands: {}
+    # the operands in the order of `semantics` (where(cond, a, b) is select_n(cond, b, a)); None: as recorded
+    order: tuple[int, ...] | None = None
 
 
 def equation(name: str, multiple_results: bool = False, **params):

@@ -429,4 +429,6 @@ def _exact_table() -> dict:
     }
     table |= rules
     table["Sum"] = dataclasses.replace(table["Sum"], shape_params=sum_shape)
+    for name in ("Select", "SelectV2"):  # select(cond, a, b) is select_n(cond, b, a)
+        table[name] = dataclasses.replace(table[name], order=(0, 2, 1))
     return table

@@ -484,6 +484,7 @@ def _exact_table() -> dict:
         dim = step.params.get("dim")
         return {"axes": axes(operands[0], dim)}
 
+    table["aten.where.self"] = dataclasses.replace(table["aten.where.self"], order=(0, 2, 1))
     for name in ("aten.sum.default", "aten.sum.dim_IntList"):
         table[name] = dataclasses.replace(table[name], shape_params=summed_axes)
     return table
