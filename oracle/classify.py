@@ -206,7 +206,7 @@ def _blame(k: int, index: tuple, got: float, rounded: float, ev: Evidence):
         modelled = float(ev.shadow.outputs[k][index])
         if _close(modelled, rounded, ev):
             return None
-    return ev.shadow.root_cause(k, index)
+    return ev.shadow.root_cause(k, index) or ev.shadow.spread_cancellation(k, index, ev.tolerance_bits)
 
 
 def _said(blame, ev: Evidence) -> str:

@@ -188,6 +188,33 @@ class Shadow:
                 return _blame(op, element, kind, self.format)
         return None
 
+    def spread_cancellation(self, output: int, index: tuple[int, ...] = (), bits: float = DEFAULT_THRESHOLD_BITS
+                            ) -> Blame | None:
+        """Cancellation that no single op owns: the additions on the path to the output element each cancel less
+        than the event threshold, but their amplifications (largest exact operand / exact result, on operands the
+        format cannot hold) multiply to more than 2**`bits`. Blamed on the addition that cancels most."""
+        found = []
+        for i, mask in sorted(self._ancestry(output, index).items()):
+            op = self.ops[i]
+            if op.primitive not in _ADDITIVE or op.float_value.dtype.kind != "f":
+                continue
+            shape = op.float_value.shape
+            magnitude, inexact = _magnitude(op, shape), _any_operand(op, _inexact, shape)
+            for element in np.argwhere(mask & inexact):
+                element = tuple(int(k) for k in element)
+                x = op.exact_value[element]
+                if mpmath.isfinite(x) and x != 0 and magnitude[element] > 2 * abs(x):
+                    found.append((float(mpmath.log(magnitude[element] / abs(x), 2)), op, element))
+        total = sum(b for b, _, _ in found)
+        if len(found) < 2 or total <= bits:
+            return None
+        lost, op, element = max(found, key=lambda t: t[0])
+        blame = _blame(op, element, "cancellation", self.format)
+        steps = ", ".join(f"{o.short} at {o.where} ({b:.1f} bits)" for b, o, _ in found)
+        blame.explanation = (f"cancellation spread over {len(found)} additions on the path, together about "
+                             f"{total:.1f} bits: {steps}; the largest: {blame.explanation}")
+        return blame
+
     def departure(self, output: int, index: tuple[int, ...] = ()) -> Blame | None:
         """Where the computation, evaluated exactly, stops computing the function, on the path to the output element:
         first a backward op that multiplies a zero cotangent by a non-finite derivative (the where gradient trap);
