@@ -26,6 +26,7 @@ import numpy as np
 from mpmath import libmp, mp
 
 from oracle.floats import FORMATS, round_to, to_fraction
+from oracle.reference import indexing
 
 
 class UnsupportedPrimitive(NotImplementedError):
@@ -218,6 +219,32 @@ def _trig(fn):
     return lambda x: fn(x) if isfinite(x) else NAN
 
 
+def _rem(x, y):
+    """C's fmod, which lax.rem is: x - trunc(x / y) * y, with the sign of x. Exact at any precision: the result
+    is a multiple of the smaller operand's last bit below |y|, so it has no more bits than the operands
+    (mpmath.fmod takes the sign of y, as Python's % does)."""
+    if not (isfinite(x) and isfinite(y)) or y == 0:
+        return x if isfinite(x) and mp.isinf(y) else NAN
+    if abs(x) < abs(y):
+        return x
+    (sx, mx, ex, _), (_, my, ey, _) = x._mpf_, y._mpf_
+    if ex >= ey:  # |x| = mx 2**ex: reduce 2**(ex - ey) modulo my without building it
+        r, e = mx * pow(2, ex - ey, my) % my, ey
+    else:  # |x| >= |y| bounds ey - ex by x's mantissa length
+        r, e = mx % (my << (ey - ex)), ex
+    return mp.make_mpf(libmp.from_man_exp(-r if sx else r, e))
+
+
+def _round(x, away: bool):
+    """x to an integer, halfway cases away from zero or to even (lax.round's two rounding methods)."""
+    if not isfinite(x):
+        return x
+    whole = mp.floor(abs(x))
+    rest = abs(x) - whole  # exact: the fraction needs no more bits than x
+    up = rest > 0.5 or (rest == 0.5 and (away or whole % 2 == 1))
+    return mp.sign(x) * (whole + 1 if up else whole)
+
+
 FLOAT_UNARY = {
     "neg": operator.neg, "abs": abs, "sign": _sign, "exp": _exp, "exp2": lambda x: mp.power(2, x),
     "log": _log, "log1p": _log1p, "expm1": _expm1, "sqrt": _sqrt, "rsqrt": _rsqrt,
@@ -228,7 +255,7 @@ FLOAT_UNARY = {
 }
 FLOAT_BINARY = {
     "add": operator.add, "add_any": operator.add, "sub": operator.sub, "mul": operator.mul, "div": _div, "pow": _pow, "max": _max, "min": _min,
-    "atan2": mp.atan2, "polygamma": _polygamma,
+    "atan2": mp.atan2, "polygamma": _polygamma, "rem": _rem,
 }
 # numpy's object loops call the operator in C: the same mpf arithmetic, without a Python frame per element
 _ARITHMETIC = {"add": np.add, "add_any": np.add, "sub": np.subtract, "mul": np.multiply}
@@ -244,7 +271,8 @@ def _saturated(x: np.ndarray, out: np.ndarray) -> np.ndarray:
     return special & (x != 0) & _finite_mask(x)
 COMPARE = {"eq": np.equal, "ne": np.not_equal, "lt": np.less, "le": np.less_equal, "gt": np.greater, "ge": np.greater_equal}
 INTEGER = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "max": np.maximum, "min": np.minimum,
-           "neg": np.negative, "abs": np.abs, "sign": np.sign, "rem": np.remainder}
+           "neg": np.negative, "abs": np.abs, "sign": np.sign, "rem": np.fmod,  # C's %: sign of the dividend
+           "div": lambda a, b: np.sign(a) * np.sign(b) * (np.abs(a) // np.abs(b))}  # C's /: rounds toward 0
 LOGICAL = {"and": np.logical_and, "or": np.logical_or, "not": np.logical_not, "xor": np.logical_xor}
 
 _UFUNCS: dict = {}
@@ -515,6 +543,10 @@ class Interpreter:
     def p_clamp(self, lo, x, hi):
         return np.asarray(_ufunc(_min, 2)(_ufunc(_max, 2)(x, lo), hi), dtype=object)
 
+    def p_round(self, x, rounding_method, **_):
+        away = int(rounding_method) == 0  # lax.RoundingMethod.AWAY_FROM_ZERO; 1 is TO_NEAREST_EVEN
+        return np.asarray(_ufunc(lambda v: _round(v, away), 1)(x), dtype=object)
+
     def p_is_finite(self, x):
         return _finite_mask(x)
 
@@ -664,6 +696,79 @@ class Interpreter:
         return self.eval_jaxpr(jaxpr, [], list(args))
 
     p_checkpoint = p_remat
+
+    # ------------------------------------------------------------ indexing, platform and control flow
+
+    def p_gather(self, operand, indices, **params):
+        return indexing.gather(operand, indices, **params)
+
+    def p_scatter(self, operand, indices, updates, **params):
+        return indexing.scatter(None, operand, indices, updates, **params)
+
+    def p_scatter_add(self, operand, indices, updates, **params):
+        return indexing.scatter(np.add, operand, indices, updates, **params)
+
+    def p_scatter_mul(self, operand, indices, updates, **params):
+        return indexing.scatter(np.multiply, operand, indices, updates, **params)
+
+    def p_scatter_min(self, operand, indices, updates, **params):
+        return indexing.scatter(_ufunc(_min, 2) if _is_float(operand) else np.minimum, operand, indices, updates,
+                                **params)
+
+    def p_scatter_max(self, operand, indices, updates, **params):
+        return indexing.scatter(_ufunc(_max, 2) if _is_float(operand) else np.maximum, operand, indices, updates,
+                                **params)
+
+    def p_dynamic_slice(self, operand, *starts, slice_sizes):
+        """XLA clamps each start so that the slice lies inside the operand."""
+        at = [min(max(int(s), 0), n - k) for s, n, k in zip(starts, operand.shape, slice_sizes)]
+        return operand[tuple(slice(a, a + k) for a, k in zip(at, slice_sizes))]
+
+    def p_dynamic_update_slice(self, operand, update, *starts):
+        at = [min(max(int(s), 0), n - k) for s, n, k in zip(starts, operand.shape, update.shape)]
+        out = np.array(operand)
+        out[tuple(slice(a, a + k) for a, k in zip(at, update.shape))] = update
+        return out
+
+    def p_platform_index(self, platforms, **_):
+        """lax.platform_dependent's choice: the CPU's branch, else the default (the last, written None); the
+        frameworks run on the CPU."""
+        for index, names in enumerate(platforms):
+            if names is None or "cpu" in names:
+                return np.asarray(index, dtype=np.int32)
+        raise UnsupportedPrimitive(f"platform_index (no branch for the CPU among {platforms})")
+
+    def p_cond(self, index, *args, branches, **_):
+        """lax.cond / lax.switch: only the branch the (exact) index picks runs; switch clamps the index."""
+        branch = branches[min(max(int(index), 0), len(branches) - 1)]
+        return self.eval_jaxpr(branch.jaxpr, [self.constant(c) for c in branch.consts], list(args))
+
+    def p_eigh(self, x, lower=True, sort_eigenvalues=True, subset_by_index=None, **_):
+        """Eigenvectors (columns) and ascending eigenvalues of the symmetric matrix whose `lower` (or upper)
+        triangle is given, by mpmath's Jacobi iteration to the working precision. Each eigenvector's sign is
+        the one that makes its largest component (the first of equal ones) positive; LAPACK's sign is
+        arbitrary, and a consumer of eigh that depends on it is not a function of the matrix."""
+        vectors = np.empty(x.shape, dtype=object)
+        values = np.empty(x.shape[:-1], dtype=object)
+        n = x.shape[-1]
+        for index in np.ndindex(x.shape[:-2]):
+            a = x[index]
+            if not all(isfinite(v) for v in a.ravel()):
+                vectors[index], values[index] = np.full((n, n), NAN, dtype=object), np.full(n, NAN, dtype=object)
+                continue
+            tri = np.tril(np.ones((n, n), dtype=bool)) if lower else np.triu(np.ones((n, n), dtype=bool))
+            full = np.where(tri, a, a.T)
+            e, q = mp.eigsy(mpmath.matrix(full.tolist()))
+            q = np.array(q.tolist(), dtype=object)
+            for j in range(n):
+                column = [abs(v) for v in q[:, j]]
+                if q[column.index(max(column)), j] < 0:
+                    q[:, j] = -q[:, j]
+            vectors[index], values[index] = q, np.array([e[i] for i in range(n)], dtype=object)
+        if subset_by_index is not None and tuple(subset_by_index) != (0, n):
+            lo, hi = subset_by_index
+            vectors, values = vectors[..., lo:hi], values[..., lo:hi]
+        return [vectors, values]
 
 
 def to_mp(x: np.ndarray) -> np.ndarray:
