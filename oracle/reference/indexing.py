@@ -38,7 +38,8 @@ def gather(operand: np.ndarray, indices: np.ndarray, *, dimension_numbers, slice
                                             slice_sizes=tuple(slice_sizes), indices_are_sorted=False,
                                             unique_indices=False, mode=mode, fill_value=fill_value))
     where = _where_from(operand.shape, indices, dimension_numbers, slice_sizes, mode)
-    out = np.asarray(operand).reshape(-1)[np.maximum(where, 0)]
+    out = np.empty(where.shape, dtype=object)
+    out[...] = np.asarray(operand).reshape(-1)[np.maximum(where, 0)]  # a 0-d position picks a bare mpf
     out[where == _DROPPED] = mp.nan if fill_value is None else mp.mpf(fill_value)
     return out
 

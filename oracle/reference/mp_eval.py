@@ -730,6 +730,10 @@ class Interpreter:
         out[tuple(slice(a, a + k) for a, k in zip(at, update.shape))] = update
         return out
 
+    def p_empty2(self, dtype, **_):
+        """A placeholder (for a residual the chosen branch does not use) that XLA lowers to 0."""
+        return _scalar(ZERO) if np.dtype(dtype).kind == "f" else np.zeros((), dtype=dtype)
+
     def p_platform_index(self, platforms, **_):
         """lax.platform_dependent's choice: the CPU's branch, else the default (the last, written None); the
         frameworks run on the CPU."""
