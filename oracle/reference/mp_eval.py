@@ -27,6 +27,7 @@ from mpmath import libmp, mp
 
 from oracle.floats import FORMATS, round_to, to_fraction
 from oracle.reference import indexing
+from oracle.reference.zeros import StrongZeros, backward
 
 
 class UnsupportedPrimitive(NotImplementedError):
@@ -318,8 +319,11 @@ def _equation_key(eqn, ins: list) -> tuple | None:
 class Interpreter:
     """Evaluate jaxprs in mpmath at the precision of the surrounding `mp.workprec`."""
 
-    def __init__(self, strict_literals: bool = True):
+    def __init__(self, strict_literals: bool = True, strong_zeros: bool = False):
         self.trace = Trace()
+        # strong zeros (the reference): the backward pass's structural zeros stay 0 times NaN (oracle.reference.zeros)
+        self.zeros = StrongZeros() if strong_zeros else None
+        self.backward = False  # inside a backward-pass call (its equations' own name stacks do not say so)
         self.absorbed: dict[int, np.ndarray] = {}  # id -> array holding a value an addition absorbed (kept alive)
         # strict: a float literal must mean itself or a known constant (the reference);
         # lenient: a literal is the float it is (the shadow execution replays code as written)
@@ -372,7 +376,7 @@ class Interpreter:
                 for v, x in zip(eqn.outvars, seen[key]):
                     env[v] = x
                 continue
-            outs = self.apply(eqn, ins)
+            outs = self.apply(eqn, ins) if self.zeros is None else self.apply_strong(eqn, ins)
             if key is not None:
                 seen[key] = outs
             if eqn.primitive.name in ABSORBING:
@@ -412,6 +416,16 @@ class Interpreter:
         if np.any(hidden):
             out[hidden] = NAN
             self.trace.hidden_cancellation.append(f"{name} gave 0 from operands an addition had absorbed")
+
+    def apply_strong(self, eqn, ins: list) -> list[np.ndarray]:
+        """apply, keeping the backward pass's strong zeros (a call's body inherits its pass)."""
+        outer = self.backward
+        self.backward = outer or backward(eqn)
+        try:
+            outs = self.apply(eqn, ins)
+            return self.zeros.after(self, eqn, ins, outs) if self.backward else outs
+        finally:
+            self.backward = outer
 
     def apply(self, eqn, ins: list) -> list[np.ndarray]:
         """One equation's outputs (always a list) from its operands."""
