@@ -402,7 +402,8 @@ class Interpreter:
         if np.any(hidden):  # poison the zero: outputs it reaches become NaN and are not certified at this precision
             out[hidden] = NAN
             self.trace.hidden_cancellation.append(f"{name} cancelled to 0 after an absorbed addition")
-        if tainted or (((out == a) & nonzero_b) | ((out == b) & nonzero_a)).any():
+        # an infinite sum (-inf - 0.693 = -inf) is a limit that every precision agrees on, not an absorption
+        if tainted or ((((out == a) & nonzero_b) | ((out == b) & nonzero_a)) & _finite_mask(out)).any():
             self.absorbed[id(out)] = out
 
     def watch_exposure(self, name: str, ins: list, out: np.ndarray) -> None:
