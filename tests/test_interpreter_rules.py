@@ -108,6 +108,76 @@ def test_floor_ceil_sign():
     assert mpmath.isnan(interpret(jnp.sign, np.float32(np.nan))[()])
 
 
+def test_inverse_and_hyperbolic_functions():
+    x = np.array([0.5, 1.0, 2.0, -0.5, np.inf], dtype=np.float32)
+    names = ("atan", "asin", "acos", "atanh", "asinh", "acosh", "sinh", "cosh", "erf_inv")
+    got = dict(zip(names, interpret(lambda v: tuple(getattr(lax, n)(v) for n in names), x)))
+    with mp.workprec(PREC):
+        half, two = mpmath.mpf(0.5), mpmath.mpf(2)
+        assert got["atan"][1] == mp.pi / 4 and got["atan"][4] == mp.pi / 2
+        assert abs(mp.tan(got["atan"][2]) - 2) < mpmath.mpf(2) ** (-PREC + 4)
+        assert got["asin"][0] == mp.pi / 6 and got["acos"][0] == mp.pi / 3 and got["asin"][1] == mp.pi / 2
+        assert mpmath.isnan(got["asin"][2]) and mpmath.isnan(got["acos"][4])
+        assert abs(got["atanh"][0] - mp.log(3) / 2) < mpmath.mpf(2) ** (-PREC + 4)
+        assert got["atanh"][1] == mpmath.inf and mpmath.isnan(got["atanh"][2])
+        assert abs(got["asinh"][1] - mp.log(1 + mp.sqrt(2))) < mpmath.mpf(2) ** (-PREC + 4)
+        assert abs(got["acosh"][2] - mp.log(2 + mp.sqrt(3))) < mpmath.mpf(2) ** (-PREC + 4)
+        assert mpmath.isnan(got["acosh"][0]) and got["acosh"][4] == mpmath.inf
+        assert abs(got["sinh"][3] - (mp.exp(-half) - mp.exp(half)) / 2) < mpmath.mpf(2) ** (-PREC + 4)
+        assert abs(got["cosh"][2] - (mp.exp(two) + mp.exp(-two)) / 2) < mpmath.mpf(2) ** (-PREC + 4)
+        assert got["sinh"][4] == got["cosh"][4] == mpmath.inf
+        assert abs(mp.erf(got["erf_inv"][0]) - half) < mpmath.mpf(2) ** (-PREC + 4)
+        assert got["erf_inv"][1] == mpmath.inf and mpmath.isnan(got["erf_inv"][2])
+
+
+def test_scaled_bessel_functions_are_their_series():
+    x = np.array([1.5, -3.0, 0.0, np.inf], dtype=np.float32)
+    i0e, i1e = interpret(lambda v: (lax.bessel_i0e(v), lax.bessel_i1e(v)), x)
+    with mp.workprec(PREC):
+        for k, v in enumerate(x[:3]):
+            v = mpmath.mpf(float(v))
+            i0 = mpmath.nsum(lambda j: (v / 2) ** (2 * j) / mp.factorial(j) ** 2, [0, mpmath.inf])
+            i1 = mpmath.nsum(lambda j: (v / 2) ** (2 * j + 1) / (mp.factorial(j) * mp.factorial(j + 1)), [0, mpmath.inf])
+            assert abs(i0e[k] - i0 * mp.exp(-abs(v))) < mpmath.mpf(2) ** (-PREC + 8)
+            assert abs(i1e[k] - i1 * mp.exp(-abs(v))) < mpmath.mpf(2) ** (-PREC + 8)
+    assert i0e[3] == i1e[3] == 0
+
+
+def test_incomplete_gamma_closed_forms():
+    a = np.array([1.0, 2.0, 2.0, 0.0, 1.5], dtype=np.float32)
+    x = np.array([0.75, 3.0, 0.0, 1.0, 2.0], dtype=np.float32)
+    p, q, da = interpret(lambda a, x: (lax.igamma(a, x), lax.igammac(a, x), lax.igamma_grad_a(a, x)), a, x)
+    with mp.workprec(PREC):
+        tol = mpmath.mpf(2) ** (-PREC + 8)
+        x0, x1 = mpmath.mpf(0.75), mpmath.mpf(3)
+        assert abs(p[0] - (1 - mp.exp(-x0))) < tol and abs(q[0] - mp.exp(-x0)) < tol  # P(1, x) = 1 - e^-x
+        assert abs(q[1] - mp.exp(-x1) * (1 + x1)) < tol  # Q(2, x) = e^-x (1 + x)
+        assert p[2] == 0 and q[2] == 1 and mpmath.isnan(p[3]) and mpmath.isnan(q[3])
+
+        def by_quadrature(s, t):  # P(s, t) from its integral, independently of mpmath.gammainc
+            return mp.quad(lambda u: u ** (s - 1) * mp.exp(-u), [0, t]) / mp.gamma(s)
+
+        two, a4 = mpmath.mpf(2), mpmath.mpf(1.5)
+        assert abs(p[4] - by_quadrature(a4, two)) < tol
+        assert abs(da[4] - mpmath.diff(lambda s: by_quadrature(s, two), a4)) < mpmath.mpf(2) ** -100
+
+
+def test_scan_runs_its_body_length_times_in_either_direction():
+    xs = np.array([0.5, -1.25, 3.0, 0.125], dtype=np.float32)
+
+    def running(reverse):
+        return lambda c, v: lax.scan(lambda carry, x: (carry * x + 1, carry), c, v, reverse=reverse)
+
+    for reverse in (False, True):
+        final, seen = interpret(running(reverse), np.float32(2.0), xs)
+        carry, truth = Fraction(2), [None] * 4
+        for i in (reversed(range(4)) if reverse else range(4)):
+            truth[i] = carry
+            carry = carry * fraction(xs[i]) + 1
+        assert mpf_to_fraction(final[()]) == carry
+        assert [mpf_to_fraction(v) for v in seen] == truth
+
+
 # ------------------------------------------------------------------ gather and scatter
 
 X = np.arange(24, dtype=np.float32).reshape(2, 3, 4) / 8 - 1  # exact in float32

@@ -220,6 +220,57 @@ def _trig(fn):
     return lambda x: fn(x) if isfinite(x) else NAN
 
 
+def _inverse_trig(fn, lo, hi, edge=None):
+    """An inverse function defined on [lo, hi]: NaN outside; at an open end (edge given) +-edge."""
+    def apply(x):
+        if _isnan(x) or x < lo or x > hi:
+            return NAN
+        if edge is not None and (x == lo or x == hi):
+            return mp.sign(x) * edge
+        return fn(x)
+    return apply
+
+
+def _atan(x):
+    return mp.atan(x) if isfinite(x) else (NAN if _isnan(x) else mp.sign(x) * mp.pi / 2)
+
+
+def _scaled_bessel(order: int):
+    """exp(-|x|) I_order(x) (lax.bessel_i0e / bessel_i1e): 0 at +-inf, odd for order 1."""
+    def apply(x):
+        if _isnan(x):
+            return NAN
+        if mp.isinf(x):
+            return ZERO
+        return mp.besseli(order, x) * mp.exp(-abs(x))
+    return apply
+
+
+def _gamma_args_ok(a, x) -> bool:
+    return not (_isnan(a) or _isnan(x)) and a > 0 and x >= 0
+
+
+def _igamma(a, x):
+    """Regularized lower incomplete gamma P(a, x); NaN for a <= 0 or x < 0, as XLA."""
+    if not _gamma_args_ok(a, x):
+        return NAN
+    return ONE if mp.isinf(x) else (ZERO if x == 0 else mp.gammainc(a, 0, x, regularized=True))
+
+
+def _igammac(a, x):
+    """Regularized upper incomplete gamma Q(a, x) = 1 - P(a, x), computed directly (no cancellation)."""
+    if not _gamma_args_ok(a, x):
+        return NAN
+    return ZERO if mp.isinf(x) else (ONE if x == 0 else mp.gammainc(a, x, mp.inf, regularized=True))
+
+
+def _igamma_grad_a(a, x):
+    """dP(a, x)/da, by mpmath.diff at the working precision (mpmath raises its own precision for the step)."""
+    if not _gamma_args_ok(a, x) or x == 0 or mp.isinf(x):
+        return NAN if not _gamma_args_ok(a, x) else ZERO
+    return mp.diff(lambda t: mp.gammainc(t, 0, x, regularized=True), a)
+
+
 def _rem(x, y):
     """C's fmod, which lax.rem is: x - trunc(x / y) * y, with the sign of x. Exact at any precision: the result
     is a multiple of the smaller operand's last bit below |y|, so it has no more bits than the operands
@@ -252,11 +303,16 @@ FLOAT_UNARY = {
     "cbrt": lambda x: mp.sign(x) * mp.cbrt(abs(x)), "tanh": _tanh, "logistic": _logistic, "sin": _trig(mp.sin), "cos": _trig(mp.cos),
     "tan": _trig(mp.tan), "erf": lambda x: mp.erf(x) if isfinite(x) else (NAN if _isnan(x) else mp.sign(x) * ONE),
     "erfc": _erfc, "lgamma": _lgamma, "digamma": _digamma, "square": lambda x: x * x,
-    "floor": mp.floor, "ceil": mp.ceil,
+    "floor": mp.floor, "ceil": mp.ceil, "atan": _atan, "asin": _inverse_trig(mp.asin, -1, 1),
+    "acos": _inverse_trig(mp.acos, -1, 1), "atanh": _inverse_trig(mp.atanh, -1, 1, INF),
+    "asinh": lambda x: mp.asinh(x) if isfinite(x) else x, "acosh": _inverse_trig(mp.acosh, 1, INF),
+    "sinh": lambda x: mp.sinh(x) if isfinite(x) else x, "cosh": lambda x: mp.cosh(x) if isfinite(x) else abs(x),
+    "erf_inv": _inverse_trig(mp.erfinv, -1, 1, INF), "bessel_i0e": _scaled_bessel(0), "bessel_i1e": _scaled_bessel(1),
 }
 FLOAT_BINARY = {
     "add": operator.add, "add_any": operator.add, "sub": operator.sub, "mul": operator.mul, "div": _div, "pow": _pow, "max": _max, "min": _min,
-    "atan2": mp.atan2, "polygamma": _polygamma, "rem": _rem,
+    "atan2": mp.atan2, "polygamma": _polygamma, "rem": _rem, "igamma": _igamma, "igammac": _igammac,
+    "igamma_grad_a": _igamma_grad_a,
 }
 # numpy's object loops call the operator in C: the same mpf arithmetic, without a Python frame per element
 _ARITHMETIC = {"add": np.add, "add_any": np.add, "sub": np.subtract, "mul": np.multiply}
@@ -761,6 +817,25 @@ class Interpreter:
         """lax.cond / lax.switch: only the branch the (exact) index picks runs; switch clamps the index."""
         branch = branches[min(max(int(index), 0), len(branches) - 1)]
         return self.eval_jaxpr(branch.jaxpr, [self.constant(c) for c in branch.consts], list(args))
+
+    def p_scan(self, *args, jaxpr, length, reverse, num_consts, num_carry, **_):
+        """lax.scan: `length` (static) steps of the body over the leading axis of the scanned operands."""
+        consts, carry = list(args[:num_consts]), list(args[num_consts:num_consts + num_carry])
+        xs = args[num_consts + num_carry:]
+        body_consts = [self.constant(c) for c in jaxpr.consts]
+        steps = range(length - 1, -1, -1) if reverse else range(length)
+        ys = []
+        for i in steps:
+            outs = self.eval_jaxpr(jaxpr.jaxpr, body_consts, [*consts, *carry, *(x[i, ...] for x in xs)])
+            carry = outs[:num_carry]
+            ys.append(outs[num_carry:])
+        if reverse:
+            ys.reverse()
+        stacked = []
+        for k, aval in enumerate(jaxpr.out_avals[num_carry:]):
+            dtype = object if np.dtype(aval.dtype).kind == "f" else aval.dtype
+            stacked.append(np.stack([y[k] for y in ys]).astype(dtype) if ys else np.empty((0, *aval.shape), dtype))
+        return [*carry, *stacked]
 
     def p_eigh(self, x, lower=True, sort_eigenvalues=True, subset_by_index=None, **_):
         """Eigenvectors (columns) and ascending eigenvalues of the symmetric matrix whose `lower` (or upper)
