@@ -77,19 +77,21 @@ def _arguments(program: Program, inputs: dict[str, np.ndarray], prec: int) -> li
 
 
 def compute(program: Program, inputs: dict[str, np.ndarray], f: Format, start: int = START_PRECISION,
-            cap: int = MAX_PRECISION, diff_limit: int = DIFF_LIMIT, strong_zeros: bool = True) -> Reference:
+            cap: int = MAX_PRECISION, diff_limit: int = DIFF_LIMIT, strong_zeros: bool | None = None) -> Reference:
     """Evaluate at doubling precisions until each component rounds to `f` the same way twice
     (runs where it may come from a cancelled absorption do not count; see mp_eval.Trace).
 
     `strong_zeros`: gradients are the mathematical derivative of the branch a where() took, so a
     structural zero cotangent stays 0 times NaN (oracle.reference.zeros); False evaluates the
-    backward pass as written (what a framework's code computes exactly, 0 * NaN = NaN)."""
+    backward pass as written (what a framework's code computes exactly, 0 * NaN = NaN). Default:
+    `program.strong_zeros`, true for a case's definition, false for JAX's own code."""
     with paused_gc():
-        return _compute(program, inputs, f, start, cap, diff_limit, strong_zeros)
+        return _compute(program, inputs, f, start, cap, diff_limit,
+                        program.strong_zeros if strong_zeros is None else strong_zeros)
 
 
 def _compute(program: Program, inputs: dict[str, np.ndarray], f: Format, start: int, cap: int,
-             diff_limit: int, strong_zeros: bool = True) -> Reference:
+             diff_limit: int, strong_zeros: bool) -> Reference:
     names = ["value"] + [f"grad.{n}" for n in program.wrt]
     exact: list = [None] * len(names)
     final: list = [None] * len(names)

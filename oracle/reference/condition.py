@@ -102,7 +102,7 @@ def _kappa(program: Program, jaxpr, exact: list[np.ndarray], rows: np.ndarray, a
             tangents.append(directions[:, :, start:start + size].reshape(len(directions), *x.shape))
             start += size
         constants = [np.asarray(exact_constant(c, prec), dtype=object) for c in program.constants]
-        outs = Interpreter(strong_zeros=True).run(jaxpr, exact + constants + tangents)  # the reference's gradients
+        outs = Interpreter(strong_zeros=program.strong_zeros).run(jaxpr, exact + constants + tangents)
         values, columns = outs[: len(outs) // 2], outs[len(outs) // 2:]
         if random is None:
             numerators = [np.sum(np.abs(c), axis=0) for c in columns]  # 0 without directions
