@@ -22,7 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSche
 from oracle import expect as expectations
 from oracle import formula, native, yamlio
 from oracle.formula import FormulaError
-from oracle.inputs import GENERATORS, MAX_SWEEPS, SWEEPS, InputError, Sweep, exact_value, is_sweep, sweep
+from oracle.inputs import (GENERATORS, MAX_SWEEPS, SWEEPS, InputError, Sweep, all_integers, exact_value, is_sweep,
+                           sweep)
 
 FRAMEWORKS = ("tf", "torch", "jax")
 DTYPES = ("float32", "float64", "float16")
@@ -81,6 +82,9 @@ class CaseSpec(BaseModel):
     fixed_in: dict[Literal["tf", "torch", "jax"], str] | None = Field(
         None, description="framework -> the first release (a PEP 440 version) with the upstream fix")
     reported: str | None = Field(None, pattern=r"^https?://\S+$", description="URL of the upstream report")
+    data: list[str] | None = Field(None, description="inputs that are exact data (labels, counts, indices): the "
+                                                     "condition number is taken over the other inputs only; default: "
+                                                     "the inputs not in wrt whose values are all integers (0/1 too)")
 
 
 class CaseError(ValueError):
@@ -112,6 +116,20 @@ class Case:
     @property
     def id(self) -> str:
         return self.spec.id
+
+    @property
+    def data_inputs(self) -> list[str]:
+        """Inputs that are exact data, not measurements: `data` when given, else every input outside `wrt`
+        whose values are all integers (labels, counts, indices, 0/1 masks)."""
+        if self.spec.data is not None:
+            return list(self.spec.data)
+        return [name for name, value in self.inputs.items() if name not in self.wrt and all_integers(value)]
+
+    @property
+    def perturbed(self) -> list[str]:
+        """The inputs whose rounding the condition number measures: all but the data inputs."""
+        data = set(self.data_inputs)
+        return [name for name in self.inputs if name not in data]
 
     @property
     def points(self) -> int:
@@ -183,6 +201,9 @@ def load(path: str | Path, max_elements: int = DEFAULT_MAX_ELEMENTS) -> Case:
     for k, name in enumerate(wrt):
         if name not in spec.inputs:
             raise fail(("wrt", k), f"'{name}' names no input (inputs: {', '.join(spec.inputs)})")
+    for k, name in enumerate(spec.data or []):
+        if name not in spec.inputs:
+            raise fail(("data", k), f"'{name}' names no input (inputs: {', '.join(spec.inputs)})")
     if spec.formula is None and spec.impl is None:
         raise CaseError(file, "formula", "required field is missing (a case has formula, impl, or both)", 1)
     if spec.formula is None and spec.reference is None:

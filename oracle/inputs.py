@@ -236,3 +236,7 @@ def is_sweep(spec) -> bool:
     """Does an input spec sweep (rather than give one value)?"""
     return isinstance(spec, dict) and "sweep" in spec
 
+
+def all_integers(values: np.ndarray) -> bool:
+    """Every exact value is a finite integer (a label, a count, an index, a 0/1 mask)."""
+    return all(isinstance(v, Fraction) and v.denominator == 1 for v in np.ravel(values))

@@ -52,7 +52,7 @@ def run_case(case: Case, frameworks: list[str] | None = None, dtypes: list[str] 
         precision = ref.precision
         prec = max(precision, START_PRECISION)
         try:
-            kappa = condition_numbers(program, inputs, prec)
+            kappa = condition_numbers(program, inputs, prec, over=case.perturbed)
             kappas, method = [np.where(a, k, None) for k, a in zip(kappa.kappa, kappa.agrees)], kappa.method
         except (UnsupportedPrimitive, InexactLiteral, NotImplementedError, ValueError) as e:  # second derivatives
             kappas, method = None, f"unavailable: {type(e).__name__}: {e}"  # of this reference are out of reach

@@ -77,15 +77,21 @@ def _arguments(program: Program, inputs: dict[str, np.ndarray], prec: int) -> li
 
 
 def compute(program: Program, inputs: dict[str, np.ndarray], f: Format, start: int = START_PRECISION,
-            cap: int = MAX_PRECISION, diff_limit: int = DIFF_LIMIT) -> Reference:
+            cap: int = MAX_PRECISION, diff_limit: int = DIFF_LIMIT, strong_zeros: bool | None = None) -> Reference:
     """Evaluate at doubling precisions until each component rounds to `f` the same way twice
-    (runs where it may come from a cancelled absorption do not count; see mp_eval.Trace)."""
+    (runs where it may come from a cancelled absorption do not count; see mp_eval.Trace).
+
+    `strong_zeros`: gradients are the mathematical derivative of the branch a where() took, so a
+    structural zero cotangent stays 0 times NaN (oracle.reference.zeros); False evaluates the
+    backward pass as written (what a framework's code computes exactly, 0 * NaN = NaN). Default:
+    `program.strong_zeros`, true for a case's definition, false for JAX's own code."""
     with paused_gc():
-        return _compute(program, inputs, f, start, cap, diff_limit)
+        return _compute(program, inputs, f, start, cap, diff_limit,
+                        program.strong_zeros if strong_zeros is None else strong_zeros)
 
 
 def _compute(program: Program, inputs: dict[str, np.ndarray], f: Format, start: int, cap: int,
-             diff_limit: int) -> Reference:
+             diff_limit: int, strong_zeros: bool) -> Reference:
     names = ["value"] + [f"grad.{n}" for n in program.wrt]
     exact: list = [None] * len(names)
     final: list = [None] * len(names)
@@ -93,7 +99,7 @@ def _compute(program: Program, inputs: dict[str, np.ndarray], f: Format, start: 
     previous = previous_unsure = exact_low = None
     prec = max(start, 2 * f.precision)  # exact inputs need >= 53 bits anyway
     while True:
-        interpreter = Interpreter()
+        interpreter = Interpreter(strong_zeros=strong_zeros)
         with mp.workprec(prec):
             outs = interpreter.run(program.full, _arguments(program, inputs, prec))
         rounded = [round_array(o, f) for o in outs]

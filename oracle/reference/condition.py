@@ -37,8 +37,13 @@ class Condition:
 
 
 def condition_numbers(program: Program, inputs: dict[str, np.ndarray], prec: int,
-                      exact_limit: int = 32, samples: int = 4, cap: int = 1024) -> Condition:
+                      exact_limit: int = 32, samples: int = 4, cap: int = 1024,
+                      over: list[str] | None = None) -> Condition:
     """Kappa of every output component, exactly when at most `exact_limit` inputs are nonzero.
+
+    `over`: the inputs whose relative perturbation kappa measures (default: all). Inputs
+    that are exact data (labels, counts, indices: `Case.perturbed` leaves them out) get no
+    direction, so a count of 1e6 multiplying a log does not make the output look ill-conditioned.
 
     Inputs that are 0 contribute 0, so only nonzero inputs get a direction. Exact:
     one tangent x_j e_j per nonzero input gives the columns of J diag(x). Above
@@ -55,13 +60,17 @@ def condition_numbers(program: Program, inputs: dict[str, np.ndarray], prec: int
     exact = [to_mp(inputs[name]) for name in program.input_names]
     points = program.avals[0].shape[0] if program.batched else 1
     rows = np.concatenate([x.reshape(points, -1) for x in exact], axis=1)  # each point's scalar inputs
-    if not all(mpmath.isfinite(v) for v in rows.ravel()):
+    measured = np.concatenate([np.full(x.size // points, over is None or name in over, dtype=bool)
+                               for name, x in zip(program.input_names, exact)])
+    if not all(mpmath.isfinite(v) for v in rows[:, measured].ravel()):
         undefined = [np.full(a.shape, mpmath.mpf("nan"), dtype=object) for a in program.full.out_avals]
         return Condition(undefined, [np.ones(a.shape, dtype=bool) for a in program.full.out_avals],
                          "undefined: non-finite inputs", 2 * prec)
-    active = np.flatnonzero(np.vectorize(bool, otypes=[bool])(rows).any(axis=0))
+    active = np.flatnonzero(np.vectorize(bool, otypes=[bool])(rows).any(axis=0) & measured)
     n = len(active)
     per_point = " per point" if program.batched else ""
+    data = [name for name in program.input_names if over is not None and name not in over]
+    per_point += f", not over the data input{'s' * (len(data) > 1)} {', '.join(data)}" if data else ""
     if n <= exact_limit:
         random = None
         method = f"exact: {n} input directions{per_point}, forward-over-reverse"
@@ -93,7 +102,7 @@ def _kappa(program: Program, jaxpr, exact: list[np.ndarray], rows: np.ndarray, a
             tangents.append(directions[:, :, start:start + size].reshape(len(directions), *x.shape))
             start += size
         constants = [np.asarray(exact_constant(c, prec), dtype=object) for c in program.constants]
-        outs = Interpreter().run(jaxpr, exact + constants + tangents)
+        outs = Interpreter(strong_zeros=program.strong_zeros).run(jaxpr, exact + constants + tangents)
         values, columns = outs[: len(outs) // 2], outs[len(outs) // 2:]
         if random is None:
             numerators = [np.sum(np.abs(c), axis=0) for c in columns]  # 0 without directions

@@ -26,6 +26,8 @@ import numpy as np
 from mpmath import libmp, mp
 
 from oracle.floats import FORMATS, round_to, to_fraction
+from oracle.reference import indexing
+from oracle.reference.zeros import StrongZeros, backward
 
 
 class UnsupportedPrimitive(NotImplementedError):
@@ -218,17 +220,99 @@ def _trig(fn):
     return lambda x: fn(x) if isfinite(x) else NAN
 
 
+def _inverse_trig(fn, lo, hi, edge=None):
+    """An inverse function defined on [lo, hi]: NaN outside; at an open end (edge given) +-edge."""
+    def apply(x):
+        if _isnan(x) or x < lo or x > hi:
+            return NAN
+        if edge is not None and (x == lo or x == hi):
+            return mp.sign(x) * edge
+        return fn(x)
+    return apply
+
+
+def _atan(x):
+    return mp.atan(x) if isfinite(x) else (NAN if _isnan(x) else mp.sign(x) * mp.pi / 2)
+
+
+def _scaled_bessel(order: int):
+    """exp(-|x|) I_order(x) (lax.bessel_i0e / bessel_i1e): 0 at +-inf, odd for order 1."""
+    def apply(x):
+        if _isnan(x):
+            return NAN
+        if mp.isinf(x):
+            return ZERO
+        return mp.besseli(order, x) * mp.exp(-abs(x))
+    return apply
+
+
+def _gamma_args_ok(a, x) -> bool:
+    return not (_isnan(a) or _isnan(x)) and a > 0 and x >= 0
+
+
+def _igamma(a, x):
+    """Regularized lower incomplete gamma P(a, x); NaN for a <= 0 or x < 0, as XLA."""
+    if not _gamma_args_ok(a, x):
+        return NAN
+    return ONE if mp.isinf(x) else (ZERO if x == 0 else mp.gammainc(a, 0, x, regularized=True))
+
+
+def _igammac(a, x):
+    """Regularized upper incomplete gamma Q(a, x) = 1 - P(a, x), computed directly (no cancellation)."""
+    if not _gamma_args_ok(a, x):
+        return NAN
+    return ZERO if mp.isinf(x) else (ONE if x == 0 else mp.gammainc(a, x, mp.inf, regularized=True))
+
+
+def _igamma_grad_a(a, x):
+    """dP(a, x)/da, by mpmath.diff at the working precision (mpmath raises its own precision for the step)."""
+    if not _gamma_args_ok(a, x) or x == 0 or mp.isinf(x):
+        return NAN if not _gamma_args_ok(a, x) else ZERO
+    return mp.diff(lambda t: mp.gammainc(t, 0, x, regularized=True), a)
+
+
+def _rem(x, y):
+    """C's fmod, which lax.rem is: x - trunc(x / y) * y, with the sign of x. Exact at any precision: the result
+    is a multiple of the smaller operand's last bit below |y|, so it has no more bits than the operands
+    (mpmath.fmod takes the sign of y, as Python's % does)."""
+    if not (isfinite(x) and isfinite(y)) or y == 0:
+        return x if isfinite(x) and mp.isinf(y) else NAN
+    if abs(x) < abs(y):
+        return x
+    (sx, mx, ex, _), (_, my, ey, _) = x._mpf_, y._mpf_
+    if ex >= ey:  # |x| = mx 2**ex: reduce 2**(ex - ey) modulo my without building it
+        r, e = mx * pow(2, ex - ey, my) % my, ey
+    else:  # |x| >= |y| bounds ey - ex by x's mantissa length
+        r, e = mx % (my << (ey - ex)), ex
+    return mp.make_mpf(libmp.from_man_exp(-r if sx else r, e))
+
+
+def _round(x, away: bool):
+    """x to an integer, halfway cases away from zero or to even (lax.round's two rounding methods)."""
+    if not isfinite(x):
+        return x
+    whole = mp.floor(abs(x))
+    rest = abs(x) - whole  # exact: the fraction needs no more bits than x
+    up = rest > 0.5 or (rest == 0.5 and (away or whole % 2 == 1))
+    return mp.sign(x) * (whole + 1 if up else whole)
+
+
 FLOAT_UNARY = {
     "neg": operator.neg, "abs": abs, "sign": _sign, "exp": _exp, "exp2": lambda x: mp.power(2, x),
     "log": _log, "log1p": _log1p, "expm1": _expm1, "sqrt": _sqrt, "rsqrt": _rsqrt,
     "cbrt": lambda x: mp.sign(x) * mp.cbrt(abs(x)), "tanh": _tanh, "logistic": _logistic, "sin": _trig(mp.sin), "cos": _trig(mp.cos),
     "tan": _trig(mp.tan), "erf": lambda x: mp.erf(x) if isfinite(x) else (NAN if _isnan(x) else mp.sign(x) * ONE),
     "erfc": _erfc, "lgamma": _lgamma, "digamma": _digamma, "square": lambda x: x * x,
-    "floor": mp.floor, "ceil": mp.ceil,
+    "floor": mp.floor, "ceil": mp.ceil, "atan": _atan, "asin": _inverse_trig(mp.asin, -1, 1),
+    "acos": _inverse_trig(mp.acos, -1, 1), "atanh": _inverse_trig(mp.atanh, -1, 1, INF),
+    "asinh": lambda x: mp.asinh(x) if isfinite(x) else x, "acosh": _inverse_trig(mp.acosh, 1, INF),
+    "sinh": lambda x: mp.sinh(x) if isfinite(x) else x, "cosh": lambda x: mp.cosh(x) if isfinite(x) else abs(x),
+    "erf_inv": _inverse_trig(mp.erfinv, -1, 1, INF), "bessel_i0e": _scaled_bessel(0), "bessel_i1e": _scaled_bessel(1),
 }
 FLOAT_BINARY = {
     "add": operator.add, "add_any": operator.add, "sub": operator.sub, "mul": operator.mul, "div": _div, "pow": _pow, "max": _max, "min": _min,
-    "atan2": mp.atan2, "polygamma": _polygamma,
+    "atan2": mp.atan2, "polygamma": _polygamma, "rem": _rem, "igamma": _igamma, "igammac": _igammac,
+    "igamma_grad_a": _igamma_grad_a,
 }
 # numpy's object loops call the operator in C: the same mpf arithmetic, without a Python frame per element
 _ARITHMETIC = {"add": np.add, "add_any": np.add, "sub": np.subtract, "mul": np.multiply}
@@ -244,7 +328,8 @@ def _saturated(x: np.ndarray, out: np.ndarray) -> np.ndarray:
     return special & (x != 0) & _finite_mask(x)
 COMPARE = {"eq": np.equal, "ne": np.not_equal, "lt": np.less, "le": np.less_equal, "gt": np.greater, "ge": np.greater_equal}
 INTEGER = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "max": np.maximum, "min": np.minimum,
-           "neg": np.negative, "abs": np.abs, "sign": np.sign, "rem": np.remainder}
+           "neg": np.negative, "abs": np.abs, "sign": np.sign, "rem": np.fmod,  # C's %: sign of the dividend
+           "div": lambda a, b: np.sign(a) * np.sign(b) * (np.abs(a) // np.abs(b))}  # C's /: rounds toward 0
 LOGICAL = {"and": np.logical_and, "or": np.logical_or, "not": np.logical_not, "xor": np.logical_xor}
 
 _UFUNCS: dict = {}
@@ -290,8 +375,11 @@ def _equation_key(eqn, ins: list) -> tuple | None:
 class Interpreter:
     """Evaluate jaxprs in mpmath at the precision of the surrounding `mp.workprec`."""
 
-    def __init__(self, strict_literals: bool = True):
+    def __init__(self, strict_literals: bool = True, strong_zeros: bool = False):
         self.trace = Trace()
+        # strong zeros (the reference): the backward pass's structural zeros stay 0 times NaN (oracle.reference.zeros)
+        self.zeros = StrongZeros() if strong_zeros else None
+        self.backward = False  # inside a backward-pass call (its equations' own name stacks do not say so)
         self.absorbed: dict[int, np.ndarray] = {}  # id -> array holding a value an addition absorbed (kept alive)
         # strict: a float literal must mean itself or a known constant (the reference);
         # lenient: a literal is the float it is (the shadow execution replays code as written)
@@ -344,7 +432,7 @@ class Interpreter:
                 for v, x in zip(eqn.outvars, seen[key]):
                     env[v] = x
                 continue
-            outs = self.apply(eqn, ins)
+            outs = self.apply(eqn, ins) if self.zeros is None else self.apply_strong(eqn, ins)
             if key is not None:
                 seen[key] = outs
             if eqn.primitive.name in ABSORBING:
@@ -370,7 +458,8 @@ class Interpreter:
         if np.any(hidden):  # poison the zero: outputs it reaches become NaN and are not certified at this precision
             out[hidden] = NAN
             self.trace.hidden_cancellation.append(f"{name} cancelled to 0 after an absorbed addition")
-        if tainted or (((out == a) & nonzero_b) | ((out == b) & nonzero_a)).any():
+        # an infinite sum (-inf - 0.693 = -inf) is a limit that every precision agrees on, not an absorption
+        if tainted or ((((out == a) & nonzero_b) | ((out == b) & nonzero_a)) & _finite_mask(out)).any():
             self.absorbed[id(out)] = out
 
     def watch_exposure(self, name: str, ins: list, out: np.ndarray) -> None:
@@ -384,6 +473,16 @@ class Interpreter:
         if np.any(hidden):
             out[hidden] = NAN
             self.trace.hidden_cancellation.append(f"{name} gave 0 from operands an addition had absorbed")
+
+    def apply_strong(self, eqn, ins: list) -> list[np.ndarray]:
+        """apply, keeping the backward pass's strong zeros (a call's body inherits its pass)."""
+        outer = self.backward
+        self.backward = outer or backward(eqn)
+        try:
+            outs = self.apply(eqn, ins)
+            return self.zeros.after(self, eqn, ins, outs) if self.backward else outs
+        finally:
+            self.backward = outer
 
     def apply(self, eqn, ins: list) -> list[np.ndarray]:
         """One equation's outputs (always a list) from its operands."""
@@ -514,6 +613,10 @@ class Interpreter:
 
     def p_clamp(self, lo, x, hi):
         return np.asarray(_ufunc(_min, 2)(_ufunc(_max, 2)(x, lo), hi), dtype=object)
+
+    def p_round(self, x, rounding_method, **_):
+        away = int(rounding_method) == 0  # lax.RoundingMethod.AWAY_FROM_ZERO; 1 is TO_NEAREST_EVEN
+        return np.asarray(_ufunc(lambda v: _round(v, away), 1)(x), dtype=object)
 
     def p_is_finite(self, x):
         return _finite_mask(x)
@@ -664,6 +767,102 @@ class Interpreter:
         return self.eval_jaxpr(jaxpr, [], list(args))
 
     p_checkpoint = p_remat
+
+    # ------------------------------------------------------------ indexing, platform and control flow
+
+    def p_gather(self, operand, indices, **params):
+        return indexing.gather(operand, indices, **params)
+
+    def p_scatter(self, operand, indices, updates, **params):
+        return indexing.scatter(None, operand, indices, updates, **params)
+
+    def p_scatter_add(self, operand, indices, updates, **params):
+        return indexing.scatter(np.add, operand, indices, updates, **params)
+
+    def p_scatter_mul(self, operand, indices, updates, **params):
+        return indexing.scatter(np.multiply, operand, indices, updates, **params)
+
+    def p_scatter_min(self, operand, indices, updates, **params):
+        return indexing.scatter(_ufunc(_min, 2) if _is_float(operand) else np.minimum, operand, indices, updates,
+                                **params)
+
+    def p_scatter_max(self, operand, indices, updates, **params):
+        return indexing.scatter(_ufunc(_max, 2) if _is_float(operand) else np.maximum, operand, indices, updates,
+                                **params)
+
+    def p_dynamic_slice(self, operand, *starts, slice_sizes):
+        """XLA clamps each start so that the slice lies inside the operand."""
+        at = [min(max(int(s), 0), n - k) for s, n, k in zip(starts, operand.shape, slice_sizes)]
+        return operand[tuple(slice(a, a + k) for a, k in zip(at, slice_sizes))]
+
+    def p_dynamic_update_slice(self, operand, update, *starts):
+        at = [min(max(int(s), 0), n - k) for s, n, k in zip(starts, operand.shape, update.shape)]
+        out = np.array(operand)
+        out[tuple(slice(a, a + k) for a, k in zip(at, update.shape))] = update
+        return out
+
+    def p_empty2(self, dtype, **_):
+        """A placeholder (for a residual the chosen branch does not use) that XLA lowers to 0."""
+        return _scalar(ZERO) if np.dtype(dtype).kind == "f" else np.zeros((), dtype=dtype)
+
+    def p_platform_index(self, platforms, **_):
+        """lax.platform_dependent's choice: the CPU's branch, else the default (the last, written None); the
+        frameworks run on the CPU."""
+        for index, names in enumerate(platforms):
+            if names is None or "cpu" in names:
+                return np.asarray(index, dtype=np.int32)
+        raise UnsupportedPrimitive(f"platform_index (no branch for the CPU among {platforms})")
+
+    def p_cond(self, index, *args, branches, **_):
+        """lax.cond / lax.switch: only the branch the (exact) index picks runs; switch clamps the index."""
+        branch = branches[min(max(int(index), 0), len(branches) - 1)]
+        return self.eval_jaxpr(branch.jaxpr, [self.constant(c) for c in branch.consts], list(args))
+
+    def p_scan(self, *args, jaxpr, length, reverse, num_consts, num_carry, **_):
+        """lax.scan: `length` (static) steps of the body over the leading axis of the scanned operands."""
+        consts, carry = list(args[:num_consts]), list(args[num_consts:num_consts + num_carry])
+        xs = args[num_consts + num_carry:]
+        body_consts = [self.constant(c) for c in jaxpr.consts]
+        steps = range(length - 1, -1, -1) if reverse else range(length)
+        ys = []
+        for i in steps:
+            outs = self.eval_jaxpr(jaxpr.jaxpr, body_consts, [*consts, *carry, *(x[i, ...] for x in xs)])
+            carry = outs[:num_carry]
+            ys.append(outs[num_carry:])
+        if reverse:
+            ys.reverse()
+        stacked = []
+        for k, aval in enumerate(jaxpr.out_avals[num_carry:]):
+            dtype = object if np.dtype(aval.dtype).kind == "f" else aval.dtype
+            stacked.append(np.stack([y[k] for y in ys]).astype(dtype) if ys else np.empty((0, *aval.shape), dtype))
+        return [*carry, *stacked]
+
+    def p_eigh(self, x, lower=True, sort_eigenvalues=True, subset_by_index=None, **_):
+        """Eigenvectors (columns) and ascending eigenvalues of the symmetric matrix whose `lower` (or upper)
+        triangle is given, by mpmath's Jacobi iteration to the working precision. Each eigenvector's sign is
+        the one that makes its largest component (the first of equal ones) positive; LAPACK's sign is
+        arbitrary, and a consumer of eigh that depends on it is not a function of the matrix."""
+        vectors = np.empty(x.shape, dtype=object)
+        values = np.empty(x.shape[:-1], dtype=object)
+        n = x.shape[-1]
+        for index in np.ndindex(x.shape[:-2]):
+            a = x[index]
+            if not all(isfinite(v) for v in a.ravel()):
+                vectors[index], values[index] = np.full((n, n), NAN, dtype=object), np.full(n, NAN, dtype=object)
+                continue
+            tri = np.tril(np.ones((n, n), dtype=bool)) if lower else np.triu(np.ones((n, n), dtype=bool))
+            full = np.where(tri, a, a.T)
+            e, q = mp.eigsy(mpmath.matrix(full.tolist()))
+            q = np.array(q.tolist(), dtype=object)
+            for j in range(n):
+                column = [abs(v) for v in q[:, j]]
+                if q[column.index(max(column)), j] < 0:
+                    q[:, j] = -q[:, j]
+            vectors[index], values[index] = q, np.array([e[i] for i in range(n)], dtype=object)
+        if subset_by_index is not None and tuple(subset_by_index) != (0, n):
+            lo, hi = subset_by_index
+            vectors, values = vectors[..., lo:hi], values[..., lo:hi]
+        return [vectors, values]
 
 
 def to_mp(x: np.ndarray) -> np.ndarray:

@@ -87,14 +87,18 @@ class Program:
     function: Callable  # what `full` traces: (*inputs, *constants) -> [value, *grads]
     avals: list  # the argument shapes `full` was traced at
     batched: bool = False  # inputs and outputs have a leading axis of independent points (a sweep)
+    # gradients are the mathematical derivative (a where()'s untaken branch contributes an exact 0, see
+    # oracle.reference.zeros): true for a case's definition traced with EXACT_OPS, false for a framework's code
+    strong_zeros: bool = False
 
 
 def trace(tree: formula.Node, shapes: dict[str, tuple[int, ...]], wrt: list[str],
           ops: dict[str, Callable] = EXACT_OPS, batched: bool = False) -> Program:
     """Trace `tree` for inputs of the given shapes (dtypes do not matter: values come later).
 
-    `ops` is the op table to trace with: the exact definitions for the reference,
-    the JAX backend's own table for the shadow execution of what JAX runs.
+    `ops` is the op table to trace with: the exact definitions for the reference (whose
+    gradients are then the mathematical derivative: `Program.strong_zeros`), the JAX
+    backend's own table for the shadow execution of what JAX runs (0 * NaN is NaN there).
     `batched`: every input has a leading axis of points (a sweep) and the formula is
     vmapped over it, so each point's value and gradients are its own, as if run alone."""
     names = list(shapes)
@@ -132,4 +136,4 @@ def trace(tree: formula.Node, shapes: dict[str, tuple[int, ...]], wrt: list[str]
     else:
         summed = jax.make_jaxpr(lambda *args: jnp.sum(value(*args)))(*avals)
     return Program(full_jaxpr, summed, names, constants, wrt, summed=full_jaxpr.out_avals[0].shape[batched:] != (),
-                   function=full, avals=avals, batched=batched)
+                   function=full, avals=avals, batched=batched, strong_zeros=ops is EXACT_OPS)
