@@ -195,3 +195,16 @@ def test_backward_nan_from_a_forward_overflow_is_blamed_on_the_forward_op(tmp_pa
         assert row["got"] == "nan" and row["reference"] == "1.0" and row["verdict"] == "overflow", row
         assert row["cause"]["pass"] == "forward" and row["cause"]["traced"] is True
         assert row["cause"]["op"] in ("exp", "Exp", "aten.exp.default") and row["cause"]["where"] == "exp(-z)"
+
+
+def test_the_where_gradient_trap_is_a_mismatch_that_names_it(tmp_path):
+    # where(x > 0, sqrt(x), 0) is 0 near x = -1: its gradient is 0. torch and JAX differentiate the discarded
+    # branch too, 0 * (d sqrt at -1 = NaN) = NaN; TF's where gradient returns 0 here.
+    result = _run(tmp_path, "id: trap\ntitle: t\nkind: loss\ninputs: {x: -1.0}\nformula: where(x > 0, sqrt(x), 0.0)\n")
+    rows = {r["framework"]: r for r in result["results"] if r["output"] == "grad.x"}
+    assert all(r["reference"] == "0.0" for r in rows.values())
+    assert rows["tf"]["got"] == "0.0" and rows["tf"]["verdict"] == "ok"
+    for framework in ("torch", "jax"):
+        row = rows[framework]
+        assert row["got"] == "nan" and row["verdict"] == "mismatch", row
+        assert "the where gradient trap" in row["explanation"] and row["cause"]["pass"] == "backward"
