@@ -183,6 +183,7 @@ def _shadow(case: Case, tree: formula.Node, label: str, inputs: dict, f: Format,
         block["shadow"] = said
     else:
         block.setdefault("impl_shadow", {})[label] = said
+    block.setdefault("traces", {}).setdefault("jax", {})[label] = said  # every framework's, in one place
     return replay
 
 
