@@ -83,6 +83,7 @@ def run_case(case: Case, frameworks: list[str] | None = None, dtypes: list[str] 
                     for row in rows:
                         row["worst_point"] = sweep.worst_point(case, row, swept[dtype])
                 rows_of[framework].extend({**row, "rewrite": row.get("rewrite")} for row in rows)
+        _note_better_runs([row for fw in rows_of for row in rows_of[fw]])
         for framework in (fw for fw in frameworks if fw in rows_of):  # reported in the case's order
             block["subnormals"][framework] = modes[framework]
             results += rows_of[framework]
@@ -94,6 +95,20 @@ def run_case(case: Case, frameworks: list[str] | None = None, dtypes: list[str] 
     if case.expect is not None:  # the verdicts the case should get, at the versions installed
         result["expectations"] = case.expect.check(result, versions({row["framework"] for row in results}))
     return result
+
+
+def _note_better_runs(rows: list[dict]) -> None:
+    """An ill-conditioned row whose output another run (framework or impl) of the case gets within tolerance in
+    the same dtype says so: the dtype could do better there, by that route."""
+    for row in rows:
+        if row["verdict"] != "ill-conditioning":
+            continue
+        better = [r for r in rows if r["output"] == row["output"] and r["verdict"] == "ok"
+                  and (r["framework"], r["impl"]) != (row["framework"], row["impl"])]
+        if better:
+            best = min(better, key=lambda r: float(r["error_bits"]))
+            row["explanation"] += (f"; but {best['framework']} {best['impl']} reaches the reference in {row['dtype']} "
+                                   f"({best['error_bits']} bits), so another computation does better here")
 
 
 def _diagnosis(case: Case, framework: str, label: str, tree: formula.Node, inputs: dict, f: Format, prec: int,

@@ -208,3 +208,15 @@ def test_the_where_gradient_trap_is_a_mismatch_that_names_it(tmp_path):
         row = rows[framework]
         assert row["got"] == "nan" and row["verdict"] == "mismatch", row
         assert "the where gradient trap" in row["explanation"] and row["cause"]["pass"] == "backward"
+
+
+def test_ill_conditioning_says_when_another_run_reaches_the_reference(tmp_path):
+    # x*x - y*y at x = 10001.5, y = 10000: kappa ~ 6700, so float32's error in the squares is within what the
+    # condition number allows; (x - y) * (x + y) computes the same function without losing it
+    result = _run(tmp_path, "id: squares\ntitle: t\nkind: loss\ninputs: {x: 10001.5, y: 10000.0}\nwrt: []\n"
+                            "formula: x * x - y * y\nimpl:\n  torch:\n    factored: (x - y) * (x + y)\n"
+                            "frameworks: [torch]\n")
+    rows = {r["impl"]: r for r in result["results"] if r["output"] == "value"}
+    assert rows["factored"]["verdict"] == "ok" and rows["factored"]["got"] == rows["factored"]["reference"]
+    assert rows["formula"]["verdict"] == "ill-conditioning", rows["formula"]
+    assert "but torch factored reaches the reference in float32" in rows["formula"]["explanation"]
