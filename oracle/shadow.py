@@ -431,9 +431,13 @@ def replay(recording, rules: dict, inputs: dict[str, np.ndarray], wrt: list[str]
                 locals_ = step.rerun([None if x is None else _rounded(x.exact_value, x.float_value.dtype) for x in ins])
             except (UnsupportedPrimitive, TypeError, ValueError, IndexError, KeyError) as e:
                 raise ShadowUnavailable(step.name, f"op ({type(e).__name__}: {e})") from None
-            exacts, at_float = ([np.asarray(e) if np.asarray(e).dtype == object or o.dtype.kind != "f" else _exact_of(e)
-                                 for e, o in zip(values_, step.outputs)] for values_ in (exacts, at_float))
-            if rule.semantics in _MOVES and not all(_reproduces(y, o) for y, o in zip(at_float, step.outputs)):
+            exacts, at_float = ([_exact_as(e, o) for e, o in zip(values_, step.outputs)]
+                                for values_ in (exacts, at_float))
+            try:
+                moved = rule.semantics not in _MOVES or all(_reproduces(y, o) for y, o in zip(at_float, step.outputs))
+            except TypeError:  # the rule made something that is not a number
+                moved = False
+            if not moved:
                 raise ShadowUnavailable(step.name, "op: its exact rule does not reproduce what the op did")
             source = step.source
             where = source or step.params.get("_where") or "unknown"
@@ -488,6 +492,20 @@ def _needed(recording) -> set[int]:
             needed.add(s)
             stack += [r.step for r in recording.steps[s].operands if r is not None and r.step is not None]
     return needed
+
+
+def _exact_as(exact, like: np.ndarray) -> np.ndarray:
+    """An exact result in the kind of the framework's result: mpf where it is a float (a cast of a boolean or an
+    integer made a float), as computed otherwise."""
+    exact = np.asarray(exact)
+    if like.dtype.kind != "f" or exact.dtype == object:
+        return exact
+    if exact.dtype.kind == "f":
+        return to_mp(exact)
+    out = np.empty(exact.shape, dtype=object)
+    for index, v in np.ndenumerate(exact):
+        out[index] = mpmath.mpf(int(v))
+    return out
 
 
 def _exact_of(x: np.ndarray) -> np.ndarray:
@@ -605,7 +623,8 @@ def _classify(op: Op, local: np.ndarray, at_float: np.ndarray, f: Format, thresh
             elif additive and inexact_in[e] and magnitude[e] > CANCELLATION_RATIO * abs(x):
                 kind = "cancellation"
             else:
-                kind = "sensitivity" if inexact_in[e] else "inaccurate"
+                # a non-elementwise op (a solve, a dot) errs at exact operands by its own conditioning
+                kind = "sensitivity" if inexact_in[e] or op.primitive not in _ELEMENTWISE else "inaccurate"
         op.events[e], op.inherent[e] = kind, inherent
 
 

@@ -89,3 +89,14 @@ def composite(fn: Callable, semantics: str = "elementwise") -> Rule:
 
 def identity(semantics: str = "copy") -> Rule:
     return Rule(semantics, lambda interp, operands, params: [operands[0]])
+
+
+def put(out: np.ndarray, index: tuple, values) -> np.ndarray:
+    """out[index] = values for object arrays, also where the index picks one element (numpy would store the
+    0-d array itself there). `index` is basic indexing (slices, integers), so out[index] is a view."""
+    target = out[index]
+    if isinstance(target, np.ndarray):
+        target[...] = values
+    else:
+        out[index] = np.asarray(values, dtype=object).reshape(()).item()
+    return out

@@ -263,7 +263,7 @@ def _exact_table() -> dict:
 
     import mpmath
 
-    from oracle.frameworks.recording import Rule, composite, identity, primitive
+    from oracle.frameworks.recording import Rule, composite, identity, primitive, put
 
     def const(x):
         return np.asarray(mpmath.mpf(x), dtype=object)
@@ -289,6 +289,11 @@ def _exact_table() -> dict:
         last = (x.ndim - 1,)
         total = ops("log", ops("reduce_sum", ops("exp", x), axes=last))
         return ops("sub", x, np.expand_dims(total, -1))
+
+    def softmax_xent(ops, features, labels, **_):  # (loss, backprop) per row of the last axis
+        log_p = log_softmax(ops, features)
+        loss = ops("neg", ops("reduce_sum", ops("mul", labels, log_p), axes=(features.ndim - 1,)))
+        return loss, ops("sub", ops("exp", log_p), labels)
 
     def softplus(ops, x, **_):
         return ops("log1p", ops("exp", x))
@@ -341,17 +346,28 @@ def _exact_table() -> dict:
         out[..., np.arange(n), np.arange(n)] = d
         return out
 
-    def strided_slice(ops, x, begin, end, strides, begin_mask=0, end_mask=0, ellipsis_mask=0, new_axis_mask=0,
-                      shrink_axis_mask=0, **_):
-        if ellipsis_mask or new_axis_mask:
-            raise ValueError("strided slices with an ellipsis or new axes are not replayed")
+    def sliced(begin, end, strides, begin_mask=0, end_mask=0, ellipsis_mask=0, new_axis_mask=0, shrink_axis_mask=0,
+               **_):
+        """The numpy index of a strided slice: bit i of a mask applies to entry i of begin/end/strides."""
         index = []
-        for d, (b, e, k) in enumerate(zip(*(np.asarray(v).tolist() for v in (begin, end, strides)))):
-            if shrink_axis_mask >> d & 1:
+        for i, (b, e, k) in enumerate(zip(*(np.asarray(v).tolist() for v in (begin, end, strides)))):
+            if ellipsis_mask >> i & 1:
+                index.append(Ellipsis)
+            elif new_axis_mask >> i & 1:
+                index.append(np.newaxis)
+            elif shrink_axis_mask >> i & 1:
                 index.append(b)
             else:
-                index.append(slice(None if begin_mask >> d & 1 else b, None if end_mask >> d & 1 else e, k))
-        return x[tuple(index)]
+                index.append(slice(None if begin_mask >> i & 1 else b, None if end_mask >> i & 1 else e, k))
+        return tuple(index)
+
+    def strided_slice(ops, x, begin, end, strides, **masks):
+        return x[sliced(begin, end, strides, **masks)]
+
+    def strided_slice_grad(ops, shape, begin, end, strides, dy, **masks):
+        out = np.full(tuple(np.asarray(shape).tolist()), mpmath.mpf(0), dtype=object)
+        index = sliced(begin, end, strides, **masks)
+        return put(out, index, np.reshape(dy, np.shape(out[index])))
 
     def select(ops, cond, a, b, **_):
         return ops("select_n", np.broadcast_to(cond, np.broadcast_shapes(cond.shape, a.shape, b.shape)), b, a)
@@ -425,6 +441,9 @@ def _exact_table() -> dict:
             x, np.asarray(indices), axis=int(np.asarray(axis))) if not batch_dims else _refuse("batched gathers"),
             "other"),
         "StridedSlice": composite(strided_slice, "move"),
+        "StridedSliceGrad": composite(strided_slice_grad, "move"),
+        "Polygamma": composite(lambda ops, a, x, **_: ops("polygamma", a, x)),
+        "SoftmaxCrossEntropyWithLogits": composite(softmax_xent, "other"),
         "MatrixDiagPartV3": composite(diag_part, "move"), "MatrixDiagV3": composite(diag, "move"),
     }
     table |= rules

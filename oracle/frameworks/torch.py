@@ -253,7 +253,7 @@ def _exact_table() -> dict:
     """aten op -> Rule: each op exactly on exact operands (schema order: tensors and numbers; None when absent)."""
     import dataclasses
 
-    from oracle.frameworks.recording import Rule, composite, identity, primitive
+    from oracle.frameworks.recording import Rule, composite, identity, primitive, put
 
     def scaled(ops, b, alpha):  # add/sub's `alpha * other`
         return b if alpha == 1 else ops("mul", b, np.asarray(_mpf(alpha), dtype=object))
@@ -333,6 +333,24 @@ def _exact_table() -> dict:
         rows, cols = np.arange(k) + max(-offset, 0), np.arange(k) + max(offset, 0)
         moved[..., rows, cols] = g
         return out
+
+    def select_backward(ops, g, input_sizes, dim, index, **_):
+        out = np.full(tuple(input_sizes), _mpf(0), dtype=object)
+        put(np.moveaxis(out, dim, 0), (index,), g)
+        return out
+
+    def scatter_add(ops, x, index, src, dim, **_):
+        out = np.array(x, dtype=object, copy=True)
+        for at in np.ndindex(index.shape):
+            target = list(at)
+            target[dim] = int(index[at])
+            out[tuple(target)] = out[tuple(target)] + src[at]
+        return out
+
+    def max_dim(ops, x, dim, keepdim=False, **_):
+        values = keep(ops, ops("reduce_max", x, axes=(dim % x.ndim,)), x, (dim % x.ndim,), keepdim)
+        indices = np.argmax(x, axis=dim)  # the first largest, as torch's CPU kernel picks it
+        return values, (np.expand_dims(indices, dim) if keepdim else indices).astype(np.int64)
 
     def where(ops, cond, a, b, **_):
         return ops("select_n", cond, b, a)
@@ -453,7 +471,8 @@ def _exact_table() -> dict:
         ("aten.permute.default", lambda ops, x, dims, **_: np.transpose(x, dims), "move"),
         ("aten.t.default", lambda ops, x, **_: x.T, "move"),
         ("aten.transpose.int", lambda ops, x, dim0, dim1, **_: np.swapaxes(x, dim0, dim1), "move"),
-        ("aten.select.int", lambda ops, x, dim, index, **_: np.take(x, index, axis=dim), "move"),
+        ("aten.select.int", lambda ops, x, dim, index, **_: np.asarray(np.moveaxis(x, dim, 0)[index], dtype=object)
+         if x.dtype == object else np.moveaxis(x, dim, 0)[index], "move"),
         ("aten.slice.Tensor", lambda ops, x, dim=0, start=None, end=None, step=1, **_: x[
             (slice(None),) * (dim % x.ndim) + (slice(start, end, step),)], "move"),
         ("aten.diagonal.default", lambda ops, x, offset=0, dim1=0, dim2=1, **_: np.diagonal(
@@ -468,6 +487,17 @@ def _exact_table() -> dict:
         ("aten.linalg_cholesky_ex.default", cholesky_ex, "other"),
         ("aten.remainder.Scalar", remainder, "elementwise"), ("aten.remainder.Tensor", remainder, "elementwise"),
         ("aten.diagonal_backward.default", diagonal_backward, "move"),
+        ("aten.select_backward.default", select_backward, "move"),
+        ("aten.stack.default", lambda ops, *xs, dim=0, **_: np.stack(xs, axis=dim), "move"),
+        ("aten.cat.default", lambda ops, *xs, dim=0, **_: np.concatenate(xs, axis=dim), "move"),
+        ("aten.flip.default", lambda ops, x, dims, **_: np.flip(x, tuple(dims)), "move"),
+        ("aten.masked_fill.Scalar", lambda ops, x, mask, value, **_: ops("select_n", mask, x, value), "select_n"),
+        ("aten.masked_fill.Tensor", lambda ops, x, mask, value, **_: ops("select_n", mask, x, value), "select_n"),
+        ("aten.max.dim", max_dim, "other"),
+        ("aten.gather.default", lambda ops, x, index, dim, **_: np.take_along_axis(x, index, axis=dim), "move"),
+        ("aten.scatter_add.default", scatter_add, "other"),
+        ("aten.polygamma.default", lambda ops, x, n=0, **_: ops("polygamma", np.asarray(_mpf(n), dtype=object), x),
+         "elementwise"),
         ("aten.isnan.default", lambda ops, x, **_: np.asarray(np.frompyfunc(_isnan, 1, 1)(x), dtype=bool),
          "elementwise"),
     ]}
@@ -478,15 +508,17 @@ def _exact_table() -> dict:
         "sub", ops("log1p", x), ops("log1p", ops("neg", x)))))
     table["aten.log2.default"] = composite(lambda ops, x, **_: ops("div", ops("log", x), ops(
         "log", np.asarray(_mpf(2), dtype=object))))
-    # an in-place variant (logical_and_, add_) computes what its functional twin does
-    table |= {f"{name.rsplit('.', 1)[0]}_.{name.rsplit('.', 1)[1]}": rule for name, rule in list(table.items())}
     def summed_axes(step, operands):
         dim = step.params.get("dim")
         return {"axes": axes(operands[0], dim)}
 
     table["aten.where.self"] = dataclasses.replace(table["aten.where.self"], order=(0, 2, 1))
+    for name in ("aten.masked_fill.Scalar", "aten.masked_fill.Tensor"):  # masked_fill(x, mask, v): select_n(mask, x, v)
+        table[name] = dataclasses.replace(table[name], order=(1, 0, 2))
     for name in ("aten.sum.default", "aten.sum.dim_IntList"):
         table[name] = dataclasses.replace(table[name], shape_params=summed_axes)
+    # an in-place variant (logical_and_, add_) computes what its functional twin does
+    table |= {f"{name.rsplit('.', 1)[0]}_.{name.rsplit('.', 1)[1]}": rule for name, rule in list(table.items())}
     return table
 
 
