@@ -22,8 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSche
 from oracle import expect as expectations
 from oracle import formula, native, yamlio
 from oracle.formula import FormulaError
-from oracle.inputs import (GENERATORS, MAX_SWEEPS, SWEEPS, InputError, Sweep, all_integers, exact_value, is_sweep,
-                           sweep)
+from oracle.inputs import GENERATORS, MAX_SWEEPS, SWEEPS, InputError, Sweep, all_integers, exact_value, is_sweep, sweep
 
 FRAMEWORKS = ("tf", "torch", "jax")
 DTYPES = ("float32", "float64", "float16")

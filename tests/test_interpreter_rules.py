@@ -136,8 +136,9 @@ def test_scaled_bessel_functions_are_their_series():
     with mp.workprec(PREC):
         for k, v in enumerate(x[:3]):
             v = mpmath.mpf(float(v))
-            i0 = mpmath.nsum(lambda j: (v / 2) ** (2 * j) / mp.factorial(j) ** 2, [0, mpmath.inf])
-            i1 = mpmath.nsum(lambda j: (v / 2) ** (2 * j + 1) / (mp.factorial(j) * mp.factorial(j + 1)), [0, mpmath.inf])
+            i0 = mpmath.nsum(lambda j, v=v: (v / 2) ** (2 * j) / mp.factorial(j) ** 2, [0, mpmath.inf])
+            i1 = mpmath.nsum(lambda j, v=v: (v / 2) ** (2 * j + 1) / (mp.factorial(j) * mp.factorial(j + 1)),
+                             [0, mpmath.inf])
             assert abs(i0e[k] - i0 * mp.exp(-abs(v))) < mpmath.mpf(2) ** (-PREC + 8)
             assert abs(i1e[k] - i1 * mp.exp(-abs(v))) < mpmath.mpf(2) ** (-PREC + 8)
     assert i0e[3] == i1e[3] == 0
@@ -337,7 +338,7 @@ def test_numpyro_discrete_log_prob_replays_exactly(source, values, log_pmf, grad
     with mp.workprec(PREC):
         x = {n: exact(v) if v.shape else mpmath.mpf(float(v)) for n, v in inputs.items()}
         assert abs(replay.exact_outputs[0][()] - log_pmf(**x)) < mpmath.mpf(2) ** (-PREC + 16)
-        truth = grad(**x) if grad else {n: mpmath.diff(lambda t: log_pmf(**{**x, n: x[n] + t}), 0) for n in wrt
+        truth = grad(**x) if grad else {n: mpmath.diff(lambda t, n=n: log_pmf(**{**x, n: x[n] + t}), 0) for n in wrt
                                         if not inputs[n].shape}
         for n, g in truth.items():
             assert abs(replay.exact_outputs[1 + wrt.index(n)][()] - g) < mpmath.mpf(2) ** (-PREC // 2)

@@ -14,6 +14,7 @@ trace unavailable, naming the op; it is never guessed.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -100,3 +101,22 @@ def put(out: np.ndarray, index: tuple, values) -> np.ndarray:
     else:
         out[index] = np.asarray(values, dtype=object).reshape(()).item()
     return out
+
+
+class Scopes:
+    """The formula sub-expression being evaluated, for a recorder: `formula.evaluate`'s scope hook pushes it."""
+
+    def __init__(self):
+        self.texts: list[str] = []
+
+    @contextlib.contextmanager
+    def __call__(self, node):
+        self.texts.append(node.text)
+        try:
+            yield
+        finally:
+            self.texts.pop()
+
+    @property
+    def current(self) -> str | None:
+        return self.texts[-1] if self.texts else None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+from functools import cache
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -173,14 +174,12 @@ def record(fn, inputs: dict[str, np.ndarray], wrt: list[str]):
     one call op). Operands are linked to the op that produced them by tensor identity
     (every tensor is kept alive); a tensor no op produced is a constant the library made.
     `fn(tensors, scope)`: `scope` is a context manager taking a formula node."""
-    import contextlib
-
     from tensorflow.python.eager import context, execute
     from tensorflow.python.framework import op_callbacks
 
-    from oracle.frameworks.recording import Recording, Ref, Step
+    from oracle.frameworks.recording import Recording, Ref, Scopes, Step
 
-    keep, produced, steps, where, backward = [], {}, [], [], []
+    keep, produced, steps, scopes, backward = [], {}, [], Scopes(), []
 
     def ref(t) -> Ref:
         found = produced.get(id(t))
@@ -191,7 +190,7 @@ def record(fn, inputs: dict[str, np.ndarray], wrt: list[str]):
             return None
         keep.append((op_inputs, outputs))
         attrs = tuple(attrs or ())
-        text, source = (where[-1] if where else None), _library_line()
+        text, source = scopes.current, _library_line()
         if backward:
             forward = _forward_op_of_gradient()
             origin = None if forward is None else produced.get(id(forward))
@@ -212,14 +211,6 @@ def record(fn, inputs: dict[str, np.ndarray], wrt: list[str]):
             produced[id(t)] = Ref(step=index, output=k)
         return None
 
-    @contextlib.contextmanager
-    def scoped(node):
-        where.append(node.text)
-        try:
-            yield
-        finally:
-            where.pop()
-
     tensors = {name: tf.constant(value) for name, value in inputs.items()}
     for name, t in tensors.items():
         produced[id(t)] = Ref(input=name)
@@ -230,7 +221,7 @@ def record(fn, inputs: dict[str, np.ndarray], wrt: list[str]):
         with tf.GradientTape() as tape:
             for name in wrt:
                 tape.watch(tensors[name])
-            value = fn(tensors, scoped)
+            value = fn(tensors, scopes)
         backward.append(True)
         seed = tf.ones_like(value)
         grads = tape.gradient(value, [tensors[n] for n in wrt], output_gradients=seed,
@@ -243,15 +234,10 @@ def record(fn, inputs: dict[str, np.ndarray], wrt: list[str]):
 
 # ---------------------------------------------------------------- exact replay
 
+@cache
 def exact_rules() -> dict:
     """TF op name -> Rule: each op exactly on exact operands (its inputs in order; attributes as params)."""
-    global _RULES
-    if _RULES is None:
-        _RULES = _exact_table()
-    return _RULES
-
-
-_RULES = None
+    return _exact_table()
 
 
 def _refuse(what: str):

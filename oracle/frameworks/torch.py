@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import cache
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -135,14 +137,12 @@ def record(fn, inputs: dict[str, np.ndarray], wrt: list[str]):
     tensor is kept alive, so no identity is reused). A backward op is attributed to the
     forward op whose autograd node runs it. `fn(tensors, scope)`: `scope` is a context
     manager taking a formula node, so each op knows the sub-expression it computes."""
-    import contextlib
-
     from torch.utils._python_dispatch import TorchDispatchMode
     from torch.utils._pytree import tree_flatten
 
-    from oracle.frameworks.recording import Recording, Ref, Step
+    from oracle.frameworks.recording import Recording, Ref, Scopes, Step
 
-    keep, produced, steps, ignored, where = [], {}, [], [], []
+    keep, produced, steps, ignored, scopes = [], {}, [], [], Scopes()
     node_step: dict[int, int] = {}  # id of a forward output's autograd node -> the forward step
 
     def ref(t, dtype=None) -> Ref:
@@ -183,7 +183,7 @@ def record(fn, inputs: dict[str, np.ndarray], wrt: list[str]):
             forward = node is None
             origin = None if forward else node_step.get(id(node))
             source = _library_line() if forward else (None if origin is None else steps[origin].source)
-            text = where[-1] if forward and where else (None if origin is None else steps[origin].params.get("_where"))
+            text = scopes.current if forward else (None if origin is None else steps[origin].params.get("_where"))
             index = len(steps)
             steps.append(Step(name, operands, {**params, "_where": text}, [t.detach().numpy().copy() for t in flat],
                               source, "forward" if forward else "backward", _rerun(func, schema, args, kwargs, slots)))
@@ -191,26 +191,16 @@ def record(fn, inputs: dict[str, np.ndarray], wrt: list[str]):
                 produced[t._cdata] = Ref(step=index, output=k)
             return out
 
-    @contextlib.contextmanager
-    def scoped(node):
-        where.append(node.text)
-        try:
-            yield
-        finally:
-            where.pop()
-
     tensors = {name: torch.tensor(value, requires_grad=name in wrt) for name, value in inputs.items()}
     for name, t in tensors.items():
         produced[t._cdata] = Ref(input=name)
     with Recorder():
-        value = fn(tensors, scoped)
-        forward = len(steps)
-        for i, step in enumerate(steps[:forward]):  # forward outputs' autograd nodes, for the backward ops
-            for _args, _kwargs, out in keep[i:i + 1]:
-                for t in tree_flatten(out)[0]:
-                    if t.grad_fn is not None:
-                        keep.append(t.grad_fn)
-                        node_step.setdefault(id(t.grad_fn), i)
+        value = fn(tensors, scopes)
+        for i, (_args, _kwargs, out) in enumerate(keep[:len(steps)]):  # each forward step's autograd node, so a
+            for t in tree_flatten(out)[0]:                                 # backward op knows what it differentiates
+                if t.grad_fn is not None:
+                    keep.append(t.grad_fn)
+                    node_step.setdefault(id(t.grad_fn), i)
         if value.requires_grad:
             grads = torch.autograd.grad(value.sum(), [tensors[n] for n in wrt], allow_unused=True)
         else:
@@ -541,11 +531,7 @@ def _mpf(x):
     return mpmath.mpf(x)
 
 
+@cache
 def exact_rules() -> dict:
-    global _RULES
-    if _RULES is None:
-        _RULES = _exact_table()
-    return _RULES
-
-
-_RULES = None
+    """aten op -> Rule: each op exactly on exact operands (schema order: tensors and numbers; None when absent)."""
+    return _exact_table()
