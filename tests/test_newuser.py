@@ -45,3 +45,94 @@ def test_schema_errors_are_all_reported_and_names_get_did_you_mean(tmp_path):
     path.write_text("id: ok\ntitle: t\nkind: loss\ninputs:\n  scale: 1.0\nformula: log(scal)\n")
     with pytest.raises(case_io.CaseError, match=r"unknown name 'scal' \(did you mean scale\? inputs: scale;"):
         case_io.load(path)
+
+
+# --- exit codes, --version, quiet output -------------------------------------------------------------------------
+
+import json  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+from importlib import metadata  # noqa: E402
+
+from typer.testing import CliRunner  # noqa: E402
+
+from oracle.cli import app  # noqa: E402
+
+runner = CliRunner()
+EXP = """\
+id: exp-overflow
+title: exp(z) at z = 100
+kind: loss
+inputs:
+  z: 100.0
+formula: exp(z)
+frameworks: [jax]
+"""
+# torch's Normal validates its scale: at scale 0 it raises, an `error` row the first case expects, the second not
+ERRORING = """\
+id: zero-scale
+title: torch Normal at scale 0
+kind: logprob
+inputs: {x: 0.5, scale: 0.0}
+reference: -0.5 * (x / scale) ** 2 - log(scale) - 0.5 * log(2 * pi)
+impl:
+  torch: torch.distributions.Normal(0.0, scale).log_prob(x)
+frameworks: [torch]
+"""
+
+
+def test_exit_codes_follow_the_documented_policy(tmp_path):
+    case = write(tmp_path, "exp.yaml", EXP)
+    # exp(100) overflows float32: inherent overflow (grad too); a finding, exit 0 unless asked to fail on it
+    assert runner.invoke(app, ["run", str(case)]).exit_code == 0
+    assert runner.invoke(app, ["run", str(case), "--fail-on", "overflow"]).exit_code == 1
+    assert runner.invoke(app, ["run", str(case), "--fail-on", "any"]).exit_code == 1
+    assert runner.invoke(app, ["run", str(case), "--fail-on", "cancellation,mismatch"]).exit_code == 0
+    bad = runner.invoke(app, ["run", str(case), "--fail-on", "overflw"])
+    assert bad.exit_code == 2 and "unknown verdict 'overflw'; did you mean 'overflow'?" in bad.stderr
+    erroring = write(tmp_path, "zero.yaml", ERRORING)
+    result = runner.invoke(app, ["run", str(erroring), "--json"])
+    rows = json.loads(result.stdout)["cases"][0]["results"]
+    assert {r["verdict"] for r in rows} == {"error"} and "scale" in rows[0]["explanation"]
+    assert result.exit_code == 2  # nothing was measured there, and the case does not say that is expected
+    erroring.write_text(ERRORING + "expect: {torch: error}\n")
+    assert runner.invoke(app, ["run", str(erroring)]).exit_code == 0  # a known finding
+    assert runner.invoke(app, ["run", str(erroring), "--fail-on", "error"]).exit_code == 1
+    # the same words in --help and README
+    readme = (__import__("pathlib").Path(__file__).parents[1] / "README.md").read_text()
+    for said in ("0 every case ran and was measured", "1 a row got a --fail-on verdict",
+                 "2 an invalid file or option, a case that could not run, or an error row its expect does not anticipate"):
+        assert said in " ".join(runner.invoke(app, ["run", "--help"]).stdout.replace("│", " ").split())
+        assert said in " ".join(readme.replace("*", "").replace("`", "").split())
+
+
+def test_version_lists_what_is_installed_without_importing_frameworks():
+    code = ("import sys; from typer.testing import CliRunner; from oracle.cli import app; "
+            "r = CliRunner().invoke(app, ['--version']); print(r.stdout); "
+            "print(sorted(m for m in ('tensorflow', 'torch', 'jax') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    lines = out.stdout.strip().splitlines()
+    assert lines[-1] == "[]"
+    said = dict(line.split(" ", 1) for line in lines[:-1] if line)
+    assert said["oracle"] == __import__("oracle").__version__
+    for name in ("torch", "jax", "tensorflow", "numpyro", "mpmath"):
+        assert said[name] == metadata.version(name)
+
+
+def test_framework_logging_is_hidden_unless_verbose(tmp_path):
+    """The real thing once (TensorFlow's C++ logs `E0000 ... cuInit` and absl lines on a machine without CUDA),
+    and the mechanism both ways: native writes to fd 2 vanish, Python's sys.stderr still reaches the terminal."""
+    case = write(tmp_path, "exp.yaml", EXP.replace("[jax]", "[tf]"))
+    out = subprocess.run([sys.executable, "-m", "oracle", "run", str(case)], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0 and "exp-overflow" in out.stdout
+    assert out.stderr == "", out.stderr
+    missing = str(tmp_path / "missing.yaml")
+    code = ("import os, sys; from oracle.cli import app\n"
+            "try:\n    app(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+            "os.write(2, b'native noise\\n'); print('python message', file=sys.stderr)")
+    for flags, shown in (([], False), (["-v"], True)):
+        out = subprocess.run([sys.executable, "-c", code, *flags, "validate", missing], capture_output=True,
+                             text=True, timeout=60)
+        assert "missing.yaml: no such file or folder" in out.stderr and "python message" in out.stderr
+        assert ("native noise" in out.stderr) == shown
