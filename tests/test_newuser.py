@@ -136,3 +136,64 @@ def test_framework_logging_is_hidden_unless_verbose(tmp_path):
                              text=True, timeout=60)
         assert "missing.yaml: no such file or folder" in out.stderr and "python message" in out.stderr
         assert ("native noise" in out.stderr) == shown
+
+
+# --- the Python API ------------------------------------------------------------------------------------------------
+
+
+def test_python_api_returns_the_json_document_of_the_command_line(tmp_path):
+    import numpy as np
+
+    import oracle
+
+    data = {"id": "exp-overflow", "title": "exp(z) at z = 100", "kind": "loss", "inputs": {"z": np.float64(100.0)},
+            "formula": "exp(z)", "frameworks": ["jax"]}
+    case = oracle.load(data)
+    assert case.file == "<dict>" and case.inputs["z"] == 100
+    doc = oracle.run(case)
+    cli = json.loads(runner.invoke(app, ["run", str(write(tmp_path, "exp.yaml", EXP)), "--json"]).stdout)
+    assert set(doc) == set(cli) and doc["invalid"] == [] and doc["environment"] == cli["environment"]
+    strip = {"file", "digest"}  # the file's name and its text differ; nothing measured may
+    assert [{k: v for k, v in c.items() if k not in strip} for c in doc["cases"]] == \
+           [{k: v for k, v in c.items() if k not in strip} for c in cli["cases"]]
+    value = doc["cases"][0]["results"][0]
+    assert value["got"] == "inf" and value["verdict"] == "overflow" and value["inherent"] is True
+    # a folder with a bad file: listed in invalid, the rest still runs; load raises naming every bad field
+    write(tmp_path, "bad.yaml", EXP.replace("exp-overflow", "bad").replace("exp(z)", "expo(z)"))
+    doc = oracle.run(tmp_path)
+    assert [c["id"] for c in doc["cases"]] == ["exp-overflow"] and doc["invalid"][0]["field"] == "formula"
+    assert oracle.api.exit_status(doc) == 2
+    with pytest.raises(case_io.CaseError, match="did you mean exp"):
+        oracle.load({**data, "formula": "expo(z)"})
+    with pytest.raises(case_io.CaseError, match=r"<dict>:\d+: formula: add got incompatible shapes"):
+        oracle.load({**data, "inputs": {"z": [1.0, 2.0], "w": [1.0, 2.0, 3.0]}, "formula": "z + w"})
+
+
+def test_importing_oracle_stays_cheap():
+    out = subprocess.run([sys.executable, "-c", "import sys, oracle; print(sorted(m for m in sys.modules "
+                          "if m.startswith(('oracle.', 'pydantic', 'numpy', 'jax'))))"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "[]", out.stdout
+
+
+# --- the pytest plugin ---------------------------------------------------------------------------------------------
+
+pytest_plugins = ["pytester"]
+
+
+def test_plugin_skips_yaml_that_is_not_a_case_and_names_the_failing_item(pytester):
+    from case_texts import LOG_SIGMOID_JAX
+
+    folder = pytester.mkdir("cases")
+    (folder / "fails.yaml").write_text(LOG_SIGMOID_JAX.replace("id: log-sigmoid-jax", "id: fails")
+                                       + "expect:\n  jax: {formula: ok, log_sigmoid: ok}\n")
+    (folder / "ci.yaml").write_text("name: ci\non: [push]\njobs: {test: {runs-on: ubuntu-latest}}\n")
+    (folder / "list.yml").write_text("- a\n- b\n")
+    (folder / "broken.yaml").write_text("id: broken\nkind: loss\ninputs: [\n")  # a case with a YAML error
+    result = pytester.runpytest_subprocess("--oracle-cases", "cases", "-rs", "--continue-on-collection-errors")
+    result.assert_outcomes(passed=1, failed=1, skipped=2, errors=1)
+    result.stdout.fnmatch_lines(["*_ fails[[]jax-formula[]] _*", "cases/fails.yaml (fails): jax formula float32 value*"])
+    skipped = sorted(line for line in result.stdout.lines if line.startswith("SKIPPED"))
+    assert [s.split(": ")[-1] for s in skipped] == ["ci.yaml", "list.yml"]
+    assert any("not an oracle case (no id or kind)" in s for s in skipped)
+    result.stdout.fnmatch_lines(["*cases/broken.yaml*invalid YAML*"])
