@@ -126,6 +126,8 @@ def run(
     max_precision: int = MAX_PRECISION,
     max_elements: int = MAX_ELEMENTS,
     fail_on: list[str] | None = FAIL_ON,
+    wide: bool = typer.Option(False, "--wide", help="Show every table column, however wide (by default tables fit "
+                              "the terminal, or 100 columns when output is not one, and say which columns they left out)."),
 ) -> None:
     """Evaluate cases in each framework and compare with the certified reference.
 
@@ -145,7 +147,7 @@ def run(
     _check_choices(framework, dtype)
     failing = _fail_on(fail_on)
     cases, errors = _valid(paths, max_elements)
-    console = Console(width=None if sys.stdout.isatty() else 160)
+    console = Console(width=10**4 if wide else None if sys.stdout.isatty() else 100)
 
     def show(result: dict) -> None:
         if "error" in result:

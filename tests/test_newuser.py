@@ -197,3 +197,69 @@ def test_plugin_skips_yaml_that_is_not_a_case_and_names_the_failing_item(pyteste
     assert [s.split(": ")[-1] for s in skipped] == ["ci.yaml", "list.yml"]
     assert any("not an oracle case (no id or kind)" in s for s in skipped)
     result.stdout.fnmatch_lines(["*cases/broken.yaml*invalid YAML*"])
+
+
+# --- tables ---------------------------------------------------------------------------------------------------------
+
+
+def _printed(result: dict, width: int) -> str:
+    from rich.console import Console
+
+    from oracle import report
+
+    console = Console(width=width, record=True, file=open("/dev/null", "w"), color_system=None)
+    report.print_case(console, result)
+    return console.export_text()
+
+
+def _big_result() -> dict:
+    from report_samples import case, row
+
+    long = "-9.9900538448015981432e+39"  # the reference's 20 digits; got and reference are float32's shortest
+    rows = [row(fw, output, "overflow", impl=impl, got="-inf", reference="-9.990054e+39", reference_digits=long,
+                kappa="1.2345678e+30", worst_index=[12, 3])
+            for fw, impl in (("tf", "tfp.distributions.Gamma.log_prob"), ("torch", "torch.distributions.Gamma.log_prob"),
+                             ("jax", "numpyro.distributions.Gamma.log_prob"), ("jax", "my.log_prob"))
+            for output in ("value", "grad.concentration")]
+    return case("gamma", "special", rows, summed=True)
+
+
+def test_tables_fit_100_columns_never_break_a_number_and_shorten_impl_names():
+    result = _big_result()
+    text = _printed(result, 100)
+    table = text[:text.index("not shown to fit")]
+    assert max(map(len, table.splitlines())) <= 100
+    assert table.count("-9.990054e+39") == 8  # whole, in every row
+    assert __import__("re").search(r"^ tf +Gamma\.log_prob +value ", table, __import__("re").M)
+    # two jax impls end in .log_prob: Gamma.log_prob and my.log_prob do not clash, both are short
+    assert "my.log_prob" in table and "numpyro.distributions" not in table and "tfp.distributions" not in table
+    assert "not shown to fit 100 columns: reference (20 digits), ulps, kappa, dtype (--wide shows them)" in text
+    assert "gradients are of the sum of the output's elements" in text  # no formula: impls only
+    assert "formula's elements" not in text
+    wide = _printed(result, 10**4)
+    long = "-9.9900538448015981432e+39"
+    assert "not shown" not in wide and wide.count("1.2345678e+30") == 8 and "4294967296" in wide
+    assert wide.count(long) == 8 and "[12, 3]" in wide
+    # too wide even with the fewest columns: the table is wider than the console, never a number broken
+    squeezed = _printed(result, 60)
+    assert squeezed.count("-9.990054e+39") == 8 and squeezed.count("grad.concentration") >= 4
+    assert sum("Gamma.log_prob" in line and "-9.990054e+39" in line for line in squeezed.splitlines()) == 6
+
+
+def test_short_impl_names_keep_the_full_name_where_two_would_read_the_same():
+    from oracle.report.table import short_impls
+
+    rows = [{"framework": "tf", "impl": i} for i in ("tfp.distributions.Normal.log_prob", "keras.Normal.log_prob",
+                                                     "formula", "tf.math.log1p", "manual")]
+    assert short_impls(rows) == {("tf", "tfp.distributions.Normal.log_prob"): "tfp.distributions.Normal.log_prob",
+                                 ("tf", "keras.Normal.log_prob"): "keras.Normal.log_prob",
+                                 ("tf", "formula"): "formula", ("tf", "tf.math.log1p"): "math.log1p",
+                                 ("tf", "manual"): "manual"}
+
+
+def test_run_wide_shows_every_column(tmp_path):
+    case = write(tmp_path, "exp.yaml", EXP)
+    narrow = runner.invoke(app, ["run", str(case)]).stdout
+    assert max(map(len, narrow.splitlines())) <= 100 and "2.6881171418161354484e+43" not in narrow
+    wide = runner.invoke(app, ["run", str(case), "--wide"]).stdout
+    assert "2.6881171418161354484e+43" in wide and "reference (20 digits)" in wide
