@@ -325,6 +325,40 @@ def diff_command(
 
 
 @app.command()
+def new(
+    file: Path = typer.Argument(..., help="The case file to write (.yaml); never overwritten.", show_default=False),
+    impl: str | None = typer.Option(None, "--impl", help="A distribution to audit, e.g. torch.distributions.Normal "
+                                    "(tfp.distributions.*, numpyro.distributions.*): its log_prob against its "
+                                    "density. Default: a formula case."),
+) -> None:
+    """Write a new case file from a template, with the schema comment for editors; it validates and runs as is.
+
+    Examples:
+
+      oracle new cases/my-first-case.yaml && oracle run cases/my-first-case.yaml
+
+      oracle new cases/normal-tail.yaml --impl torch.distributions.Normal
+
+    Exit status: 0 written; 2 the file exists, its suffix is not .yaml/.yml, or there is no template for --impl.
+    """
+    from oracle import scaffold
+
+    if file.suffix not in (".yaml", ".yml") or file.exists():
+        why = "exists (not overwritten)" if file.exists() else "is not a .yaml or .yml file"
+        typer.echo(f"error: {file} {why}", err=True)
+        raise typer.Exit(2)
+    try:
+        content = scaffold.text(file.stem, impl)
+        scaffold.check(content, str(file))
+    except (scaffold.ScaffoldError, CaseError) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+    file.parent.mkdir(parents=True, exist_ok=True)
+    file.write_text(content, encoding="utf-8")
+    typer.echo(f"wrote {file}: edit its inputs (and title), then: oracle run {file}")
+
+
+@app.command()
 def schema() -> None:
     """Print the JSON Schema of the case format (for editor completion).
 

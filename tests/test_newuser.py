@@ -263,3 +263,51 @@ def test_run_wide_shows_every_column(tmp_path):
     assert max(map(len, narrow.splitlines())) <= 100 and "2.6881171418161354484e+43" not in narrow
     wide = runner.invoke(app, ["run", str(case), "--wide"]).stdout
     assert "2.6881171418161354484e+43" in wide and "reference (20 digits)" in wide
+
+
+# --- oracle new ----------------------------------------------------------------------------------------------------
+
+
+def test_new_writes_templates_that_validate_and_whose_reference_is_the_density(tmp_path):
+    import mpmath
+
+    import oracle
+    from oracle import scaffold
+
+    for root in scaffold.ROOTS:
+        for name in scaffold.DENSITIES:
+            path = tmp_path / f"{root}-{name}.yaml"
+            result = runner.invoke(app, ["new", str(path), "--impl", f"{root}.distributions.{name}"])
+            assert result.exit_code == 0, result.output
+            text = path.read_text()
+            assert text.startswith("# yaml-language-server: $schema=case.schema.json\n")
+            assert case_io.load(path).id == f"{root}-{name}".lower()
+    assert runner.invoke(app, ["validate", str(tmp_path)]).exit_code == 0
+    # the density, at the template's inputs, by mpmath directly; and the library agrees (ok) there
+    truth = {"torch-Normal": -mpmath.mpf(1) / 8 - mpmath.log(2 * mpmath.pi) / 2,
+             "numpyro-Gamma": 3 * mpmath.log(2) + 2 * mpmath.log(mpmath.mpf(1) / 2) - 1 - mpmath.loggamma(3)}
+    doc = oracle.run([tmp_path / f"{stem}.yaml" for stem in truth])
+    for stem, case in zip(truth, doc["cases"]):
+        value = next(r for r in case["results"] if r["output"] == "value")
+        assert mpmath.almosteq(mpmath.mpf(value["reference_digits"]), truth[stem], rel_eps=1e-19)
+        assert {r["verdict"] for r in case["results"]} == {"ok"}, case["results"]
+    formula_case = tmp_path / "my first case.yaml"
+    assert runner.invoke(app, ["new", str(formula_case)]).exit_code == 0
+    assert case_io.load(formula_case).id == "my-first-case"
+    again = runner.invoke(app, ["new", str(formula_case)])
+    assert again.exit_code == 2 and "exists (not overwritten)" in again.stderr
+    unknown = runner.invoke(app, ["new", str(tmp_path / "w.yaml"), "--impl", "torch.distributions.Weibull"])
+    assert unknown.exit_code == 2 and "no template for --impl 'torch.distributions.Weibull'" in unknown.stderr
+    assert not (tmp_path / "w.yaml").exists()
+
+
+def test_the_readme_python_example_runs_as_printed():
+    """The README's Python API example, run as a user would paste it: softplus at 100 overflows exp in torch
+    (log(1 + e^100) = 100 + 3.7e-44 rounds to 100.0; its derivative sigmoid(100) to 1.0)."""
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    block = readme.split("```python\n", 1)[1].split("```", 1)[0]
+    out = subprocess.run([sys.executable, "-c", block], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["value inf 100.0 overflow", "grad.x nan 1.0 overflow"]
