@@ -227,8 +227,8 @@ def _line_figure(sweep: dict, s: dict, tolerance: float | None, ceiling: float) 
 
 def _regions(s: dict, px: list[float | None], box: tuple[float, float, float, float]) -> str:
     """Each run of consecutive points with one verdict other than ok, shaded in the verdict's colour from
-    half-way to its neighbours, its verdict written in place (inside, or beside a narrow shade): a threshold
-    is where a shade starts or ends."""
+    half-way to its neighbours, its verdict written in place (inside its widest shade, or beside it when
+    narrow): a threshold is where a shade starts or ends."""
     left, right, top, bottom = box
     runs: list[list] = []  # [verdict, first point, last point]
     for i, verdict in enumerate(s["verdicts"]):
@@ -244,9 +244,14 @@ def _regions(s: dict, px: list[float | None], box: tuple[float, float, float, fl
             return (px[i] + px[j]) / 2
         return left if j < i else right
 
+    shaded = [(verdict, a, b, edge(a, a - 1), edge(b, b + 1)) for verdict, a, b in runs if verdict != "ok"]
+    widest = {}  # a verdict is named once, at its widest run: thin runs of one verdict would repeat it
+    for k, (verdict, _, _, x0, x1) in enumerate(shaded):
+        if verdict not in widest or x1 - x0 > shaded[widest[verdict]][4] - shaded[widest[verdict]][3]:
+            widest[verdict] = k
     out = []
-    for row, (verdict, a, b) in enumerate(r for r in runs if r[0] != "ok"):
-        x0, x1 = edge(a, a - 1), edge(b, b + 1)
+    for k, (verdict, a, b, x0, x1) in enumerate(shaded):
+        row = list(widest.values()).index(k) if k in widest.values() else 0
         label, room = str(verdict), 6.2 * len(str(verdict)) + 6
         # inside the shade where it fits, else just beside it (right, or left near the frame's right edge)
         x, anchor = ((x0 + 3, "start") if x1 - x0 >= room else (x1 + 3, "start") if x1 + room <= right
@@ -254,7 +259,7 @@ def _regions(s: dict, px: list[float | None], box: tuple[float, float, float, fl
         y = top + (bottom - top) * (0.42 + 0.14 * (row % 3))  # mid-height: points sit at the top or the bottom
         out.append(f'<g class="region {verdict_class(verdict)}"><title>{escape(label)}: points {a + 1} to {b + 1}'
                    f'</title><rect x="{x0:.1f}" y="{top}" width="{max(x1 - x0, 1):.1f}" height="{bottom - top}"/>'
-                   f'{_text(x, y, label, anchor=anchor)}</g>')
+                   + (_text(x, y, label, anchor=anchor) if k in widest.values() else "") + "</g>")
     return "".join(out)
 
 
