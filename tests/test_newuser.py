@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import json
+import re
+import subprocess
+import sys
 import textwrap
+from importlib import metadata
+from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+import oracle
 from oracle import case as case_io
+from oracle.cli import app
+
+pytest_plugins = ["pytester"]
 
 
 def write(tmp_path, name, text):
@@ -49,15 +60,6 @@ def test_schema_errors_are_all_reported_and_names_get_did_you_mean(tmp_path):
 
 # --- exit codes, --version, quiet output -------------------------------------------------------------------------
 
-import json  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-from importlib import metadata  # noqa: E402
-
-from typer.testing import CliRunner  # noqa: E402
-
-from oracle.cli import app  # noqa: E402
-
 runner = CliRunner()
 EXP = """\
 id: exp-overflow
@@ -99,7 +101,7 @@ def test_exit_codes_follow_the_documented_policy(tmp_path):
     assert runner.invoke(app, ["run", str(erroring)]).exit_code == 0  # a known finding
     assert runner.invoke(app, ["run", str(erroring), "--fail-on", "error"]).exit_code == 1
     # the same words in --help and README
-    readme = (__import__("pathlib").Path(__file__).parents[1] / "README.md").read_text()
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
     for said in ("0 every case ran and was measured", "1 a row got a --fail-on verdict",
                  "2 an invalid file or option, a case that could not run, or an error row its expect does not anticipate"):
         assert said in " ".join(runner.invoke(app, ["run", "--help"]).stdout.replace("│", " ").split())
@@ -114,7 +116,7 @@ def test_version_lists_what_is_installed_without_importing_frameworks():
     lines = out.stdout.strip().splitlines()
     assert lines[-1] == "[]"
     said = dict(line.split(" ", 1) for line in lines[:-1] if line)
-    assert said["oracle"] == __import__("oracle").__version__
+    assert said["oracle"] == oracle.__version__
     for name in ("torch", "jax", "tensorflow", "numpyro", "mpmath"):
         assert said[name] == metadata.version(name)
 
@@ -143,8 +145,6 @@ def test_framework_logging_is_hidden_unless_verbose(tmp_path):
 
 def test_python_api_returns_the_json_document_of_the_command_line(tmp_path):
     import numpy as np
-
-    import oracle
 
     data = {"id": "exp-overflow", "title": "exp(z) at z = 100", "kind": "loss", "inputs": {"z": np.float64(100.0)},
             "formula": "exp(z)", "frameworks": ["jax"]}
@@ -177,9 +177,6 @@ def test_importing_oracle_stays_cheap():
 
 
 # --- the pytest plugin ---------------------------------------------------------------------------------------------
-
-pytest_plugins = ["pytester"]
-
 
 def test_plugin_skips_yaml_that_is_not_a_case_and_names_the_failing_item(pytester):
     from case_texts import LOG_SIGMOID_JAX
@@ -230,7 +227,7 @@ def test_tables_fit_100_columns_never_break_a_number_and_shorten_impl_names():
     table = text[:text.index("not shown to fit")]
     assert max(map(len, table.splitlines())) <= 100
     assert table.count("-9.990054e+39") == 8  # whole, in every row
-    assert __import__("re").search(r"^ tf +Gamma\.log_prob +value ", table, __import__("re").M)
+    assert re.search(r"^ tf +Gamma\.log_prob +value ", table, re.M)
     # two jax impls end in .log_prob: Gamma.log_prob and my.log_prob do not clash, both are short
     assert "my.log_prob" in table and "numpyro.distributions" not in table and "tfp.distributions" not in table
     assert "not shown to fit 100 columns: reference (20 digits), ulps, kappa, dtype (--wide shows them)" in text
@@ -271,7 +268,6 @@ def test_run_wide_shows_every_column(tmp_path):
 def test_new_writes_templates_that_validate_and_whose_reference_is_the_density(tmp_path):
     import mpmath
 
-    import oracle
     from oracle import scaffold
 
     for root in scaffold.ROOTS:
@@ -304,8 +300,6 @@ def test_new_writes_templates_that_validate_and_whose_reference_is_the_density(t
 def test_the_readme_python_example_runs_as_printed():
     """The README's Python API example, run as a user would paste it: softplus at 100 overflows exp in torch
     (log(1 + e^100) = 100 + 3.7e-44 rounds to 100.0; its derivative sigmoid(100) to 1.0)."""
-    from pathlib import Path
-
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     block = readme.split("```python\n", 1)[1].split("```", 1)[0]
     out = subprocess.run([sys.executable, "-c", block], capture_output=True, text=True, timeout=120)
