@@ -97,6 +97,22 @@ class CaseError(ValueError):
         super().__init__("".join(c if c.isprintable() else repr(c)[1:-1] for c in text))
 
 
+class CaseErrors(CaseError):
+    """Every bad input found in one file (a user fixes them in one pass, not one per run): located as the
+    first, printed one per line; `errors` lists each."""
+
+    def __init__(self, errors: list[CaseError]):
+        first = errors[0]
+        super().__init__(first.file, first.field, first.message, first.line)
+        self.errors = errors
+        self.args = ("\n".join(str(e) for e in errors),)
+
+
+def each_error(error: CaseError) -> list[CaseError]:
+    """The single errors a CaseError stands for."""
+    return list(error.errors) if isinstance(error, CaseErrors) else [error]
+
+
 @dataclass
 class Case:
     spec: CaseSpec
@@ -159,6 +175,12 @@ def load(path: str | Path, max_elements: int = DEFAULT_MAX_ELEMENTS) -> Case:
         raise CaseError(file, None, f"cannot read: {e}") from None
     except yamlio.YamlError as e:
         raise CaseError(file, None, str(e)) from None
+    return loads(text, file, max_elements)
+
+
+def loads(text: str, file: str, max_elements: int = DEFAULT_MAX_ELEMENTS) -> Case:
+    """Load and validate a case from its YAML text; `file` names it in messages. Raise CaseError (CaseErrors
+    when more than one field is bad)."""
     try:
         data = yamlio.load(text)
     except yamlio.YamlError as e:
@@ -168,13 +190,15 @@ def load(path: str | Path, max_elements: int = DEFAULT_MAX_ELEMENTS) -> Case:
     try:
         spec = CaseSpec.model_validate(data)
     except ValidationError as e:
-        raise _first_error(file, data, e) from None
+        raise _errors(file, data, e) from None
 
     def fail(path: tuple, message: str):
         return CaseError(file, ".".join(map(str, path)), message, yamlio.line_of(data, path))
 
+    problems: list[CaseError] = []  # independent checks all run: every bad field is reported at once
     inputs, sweeps = {}, {}
     for name, value in spec.inputs.items():
+        # a bad name is reported alone: every formula and impl is read against the names
         if not name.isidentifier() or name in formula.FUNCTIONS or name in formula.CONSTANTS:
             raise fail(("inputs", name), f"input name '{name}' must be an identifier that is not a function or constant name")
         if spec.impl and name in native.ROOTS:
@@ -187,27 +211,28 @@ def load(path: str | Path, max_elements: int = DEFAULT_MAX_ELEMENTS) -> Case:
             else:
                 inputs[name] = exact_value(value, max_elements)
         except InputError as e:
-            raise fail(("inputs", name, *e.path), str(e)) from None
-    if len(sweeps) > MAX_SWEEPS:
-        raise fail(("inputs", list(sweeps)[MAX_SWEEPS]), f"at most {MAX_SWEEPS} inputs may sweep (a grid); "
-                                                         f"{', '.join(sweeps)} do")
+            problems.append(fail(("inputs", name, *e.path), str(e)))
     points = math.prod(len(s.values) for s in sweeps.values())
     per_point = sum(1 if name in sweeps else v.size for name, v in inputs.items())
-    if points * per_point > max_elements:
-        raise fail(("inputs", next(iter(sweeps))), f"{points} points x {per_point} input elements make "
-                                                   f"{points * per_point}, more than the cap of {max_elements}")
+    if len(sweeps) > MAX_SWEEPS:
+        problems.append(fail(("inputs", list(sweeps)[MAX_SWEEPS]), f"at most {MAX_SWEEPS} inputs may sweep (a grid); "
+                                                                   f"{', '.join(sweeps)} do"))
+    elif not problems and points * per_point > max_elements:  # the total needs every input
+        problems.append(fail(("inputs", next(iter(sweeps))), f"{points} points x {per_point} input elements make "
+                                                             f"{points * per_point}, more than the cap of {max_elements}"))
     wrt = spec.wrt if spec.wrt is not None else list(spec.inputs)
     for k, name in enumerate(wrt):
         if name not in spec.inputs:
-            raise fail(("wrt", k), f"'{name}' names no input (inputs: {', '.join(spec.inputs)})")
+            problems.append(fail(("wrt", k), f"'{name}' names no input (inputs: {', '.join(spec.inputs)})"))
     for k, name in enumerate(spec.data or []):
         if name not in spec.inputs:
-            raise fail(("data", k), f"'{name}' names no input (inputs: {', '.join(spec.inputs)})")
+            problems.append(fail(("data", k), f"'{name}' names no input (inputs: {', '.join(spec.inputs)})"))
     if spec.formula is None and spec.impl is None:
-        raise CaseError(file, "formula", "required field is missing (a case has formula, impl, or both)", 1)
-    if spec.formula is None and spec.reference is None:
-        raise CaseError(file, "reference", "required when impl is given without a formula: the mathematical "
-                                           "definition the impls are audited against", data.lines.get("impl"))
+        problems.append(CaseError(file, "formula", "required field is missing (a case has formula, impl, or both)", 1))
+    if spec.formula is None and spec.reference is None and spec.impl is not None:
+        problems.append(CaseError(file, "reference", "required when impl is given without a formula: the "
+                                                     "mathematical definition the impls are audited against",
+                                  data.lines.get("impl")))
     trees = {}
     for key in ("formula", "reference"):
         source = getattr(spec, key)
@@ -217,10 +242,15 @@ def load(path: str | Path, max_elements: int = DEFAULT_MAX_ELEMENTS) -> Case:
             trees[key] = formula.parse(source, set(spec.inputs))
         except FormulaError as e:
             col = f" (column {e.col + 1})" if e.col is not None else ""
-            raise fail((key,), f"{e}{col}") from None
-    impls = _impls(spec, fail)
-    if spec.fixed_in:
-        expectations.parse_fixed_in(spec.fixed_in, fail)
+            problems.append(fail((key,), f"{e}{col}"))
+    try:
+        impls = _impls(spec, fail)
+        if spec.fixed_in:
+            expectations.parse_fixed_in(spec.fixed_in, fail)
+    except CaseError as e:
+        problems.append(e)
+    if problems:  # expect names the runs above, so it is checked once they are valid
+        raise problems[0] if len(problems) == 1 else CaseErrors(problems)
     expect = None if spec.expect is None else expectations.parse(spec.expect, _runs(spec, impls, wrt), fail)
     digest = hashlib.sha256(text.encode()).hexdigest()[:16]
     return Case(spec, file, trees.get("formula"), trees.get("reference", trees.get("formula")), inputs, wrt, digest,
@@ -270,8 +300,13 @@ def line_in(case: Case, key: str) -> int | None:
     return case.lines.get(key) or case.lines.get("formula") or case.lines.get("impl")
 
 
-def _first_error(file: str, data: dict, error: ValidationError) -> CaseError:
-    err = error.errors()[0]
+def _errors(file: str, data: dict, error: ValidationError) -> CaseError:
+    """Each schema violation, located (one CaseError, or CaseErrors when there are several)."""
+    errors = list({(e.field, e.message): e for e in (_located(file, data, err) for err in error.errors())}.values())
+    return errors[0] if len(errors) == 1 else CaseErrors(errors)
+
+
+def _located(file: str, data: dict, err: dict) -> CaseError:
     loc = tuple(err["loc"])
     if loc[-1:] == ("[key]",):  # a mapping key that is not allowed: name the key itself
         loc = loc[:-1]
@@ -310,7 +345,7 @@ def load_all(paths: list[str | Path], max_elements: int = DEFAULT_MAX_ELEMENTS) 
         try:
             case = load(path, max_elements)
         except CaseError as e:
-            errors.append(e)
+            errors.extend(each_error(e))
             continue
         if case.id in first_seen:
             errors.append(CaseError(case.file, "id", f"duplicate id '{case.id}' (first defined in {first_seen[case.id]})",

@@ -18,13 +18,54 @@ from oracle.case import CaseError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="rich",
                   help="Measure the float32 accuracy of log-probs, losses and KL terms in TensorFlow, PyTorch "
-                       "and JAX against a certified mpmath reference.\n\nExample: [bold]oracle run cases/seeds/[/bold]")
+                       "and JAX against a certified mpmath reference.\n\nExample: [bold]oracle run cases/seeds/[/bold]"
+                       "\n\nExit status (every command): 0 nothing to report; 1 findings you asked to fail on "
+                       "(run/audit --fail-on, check: an unmet expectation, diff: a regression); 2 invalid input "
+                       "(a case file, an option, a report) or something that could not be measured (a case that "
+                       "could not run; for run, an error row its expect does not anticipate).")
 
 PATHS = typer.Argument(..., help="Case files (.yaml) or folders searched recursively.", show_default=False)
 MAX_ELEMENTS = typer.Option(case_io.DEFAULT_MAX_ELEMENTS, "--max-elements", help="Largest input array a case may make.")
 FRAMEWORK = typer.Option(None, "--framework", "-f", help="Only these frameworks (tf, torch, jax); repeatable.")
 DTYPE = typer.Option(None, "--dtype", "-d", help="Evaluate at these dtypes instead of the case's (float32, float64, float16); repeatable.")
 MAX_PRECISION = typer.Option(4096, "--max-precision", help="Highest mpmath precision (bits) for certifying the reference.")
+FAIL_ON = typer.Option(None, "--fail-on", metavar="VERDICTS", help="Exit 1 when a row gets one of these verdicts "
+                       "(comma-separated, repeatable; 'any': every verdict but ok). Default: none.")
+
+
+@app.callback(invoke_without_command=True)
+def _options(
+    ctx: typer.Context,
+    version: bool = typer.Option(False, "--version", help="Print oracle's version and the installed versions of "
+                                 "the frameworks it would use (from package metadata), then exit."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show the frameworks' own logging and warnings "
+                                 "(TensorFlow, absl, CUDA, numpyro), hidden by default."),
+) -> None:
+    """Options before the command: oracle [--version] [-v] COMMAND ..."""
+    if version:
+        from oracle.api import versions
+
+        for name, installed in versions().items():
+            typer.echo(f"{name} {installed or '(not installed)'}")
+        raise typer.Exit(0)
+    if ctx.invoked_subcommand is None:
+        typer.echo(ctx.get_help())
+        raise typer.Exit(0)
+    if not verbose:
+        from oracle import quiet
+
+        quiet.silence()
+
+
+def _fail_on(values: list[str] | None) -> frozenset[str]:
+    """--fail-on's verdicts; exit 2 on an unknown one, before any case runs."""
+    from oracle.api import fail_on
+
+    try:
+        return fail_on(values or [])
+    except ValueError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
 
 
 def _load(paths: list[Path], max_elements: int) -> tuple[list, list[CaseError]]:
@@ -37,18 +78,9 @@ def _load(paths: list[Path], max_elements: int) -> tuple[list, list[CaseError]]:
 
 
 def _shape_errors(cases: list) -> tuple[list, list[CaseError]]:
-    from oracle.runner import check_shapes  # imports JAX
+    from oracle.api import check_shapes  # imports JAX
 
-    good, errors = [], []
-    for case in cases:
-        try:
-            check_shapes(case)
-            good.append(case)
-        except ValueError as e:
-            field, _, message = str(e).partition(": ")
-            line = case_io.line_in(case, field)
-            errors.append(CaseError(case.file, field, message, line))
-    return good, errors
+    return check_shapes(cases)
 
 
 def _invalid(errors: list[CaseError]) -> list[dict]:
@@ -77,14 +109,12 @@ def _valid(paths: list[Path], max_elements: int) -> tuple[list, list[CaseError]]
 
 def _run_or_error(case, **options) -> dict:
     """The case's result (`options` are run_case's), or its error_result, said on stderr, when the tool crashed."""
-    from oracle.runner import run_case
+    from oracle.api import run_one
 
-    try:
-        return run_case(case, **options)
-    except Exception as e:  # a bug or an unsupported construct in one case must not lose the others
-        result = report.error_result(case, f"{type(e).__name__}: {e}")
+    result = run_one(case, **options)
+    if "error" in result:
         typer.echo(f"error: {case.file}: {result['error']}", err=True)
-        return result
+    return result
 
 
 @app.command()
@@ -95,6 +125,9 @@ def run(
     json_out: bool = typer.Option(False, "--json", help="Print one JSON document instead of tables."),
     max_precision: int = MAX_PRECISION,
     max_elements: int = MAX_ELEMENTS,
+    fail_on: list[str] | None = FAIL_ON,
+    wide: bool = typer.Option(False, "--wide", help="Show every table column, however wide (by default tables fit "
+                              "the terminal, or 100 columns when output is not one, and say which columns they left out)."),
 ) -> None:
     """Evaluate cases in each framework and compare with the certified reference.
 
@@ -104,23 +137,29 @@ def run(
 
       oracle run cases/ --framework torch --dtype float64 --json > report.json
 
-    Exit status: 0 when every case ran, 2 when any case file is invalid (the others still run).
-    """
-    _check_choices(framework, dtype)
-    cases, errors = _valid(paths, max_elements)
-    from oracle.runner import environment
+      oracle run cases/ --fail-on overflow,mismatch
 
-    console = Console(width=None if sys.stdout.isatty() else 160)
-    results = []
-    for case in cases:
-        result = _run_or_error(case, frameworks=framework, dtypes=dtype, max_precision=max_precision)
-        results.append(result)
-        if not json_out and "error" not in result:
+    Exit status: 0 every case ran and was measured; 1 a row got a --fail-on verdict; 2 an invalid file or
+    option, a case that could not run, or an error row its expect does not anticipate (the others still run).
+    """
+    from oracle import api
+
+    _check_choices(framework, dtype)
+    failing = _fail_on(fail_on)
+    cases, errors = _valid(paths, max_elements)
+    console = Console(width=10**4 if wide else None if sys.stdout.isatty() else 100)
+
+    def show(result: dict) -> None:
+        if "error" in result:
+            typer.echo(f"error: {result['file']}: {result['error']}", err=True)
+        elif not json_out:
             report.print_case(console, result)
+
+    doc = api.run(cases, frameworks=framework, dtypes=dtype, max_precision=max_precision, invalid=errors,
+                  on_result=show)
     if json_out:
-        used = sorted({r["framework"] for res in results for r in res["results"]})
-        sys.stdout.write(report.dumps(report.document(environment(used), results, _invalid(errors))) + "\n")
-    raise typer.Exit(2 if errors or any("error" in r for r in results) else 0)
+        sys.stdout.write(report.dumps(doc) + "\n")
+    raise typer.Exit(api.exit_status(doc, failing))
 
 
 @app.command()
@@ -150,6 +189,7 @@ def audit_command(
     dtype: list[str] | None = DTYPE,
     max_precision: int = MAX_PRECISION,
     max_elements: int = MAX_ELEMENTS,
+    fail_on: list[str] | None = FAIL_ON,
 ) -> None:
     """Audit a corpus in parallel worker processes and write OUT/report.json, report.md, report.html and junit.xml.
 
@@ -162,12 +202,13 @@ def audit_command(
 
       oracle audit cases/ --out audit/ --resume
 
-    Exit status: 0 when the audit ran (findings and crashed cases are data), 2 when any case file is invalid
-    (the others still run and are reported).
+    Exit status: 0 when the audit ran (findings and crashed cases are data); 1 a row got a --fail-on verdict;
+    2 when any case file is invalid (the others still run and are reported).
     """
     from oracle import audit
 
     _check_choices(framework, dtype)
+    failing = _fail_on(fail_on)
     cases, errors = _valid(paths, max_elements)
     options = audit.Options(tuple(framework) if framework else None, tuple(dtype) if dtype else None,
                             max_precision, max_elements)
@@ -179,7 +220,8 @@ def audit_command(
                f"{sum('error' in r for r in results)} errored, "
                f"{sum(map(report.has_findings, results))} with findings, "
                f"{len(invalid)} invalid files; reports in {out}/ (report.md, report.html, report.json, junit.xml)")
-    raise typer.Exit(2 if invalid else 0)
+    raise typer.Exit(2 if invalid else 1 if any(row["verdict"] in failing for r in results
+                                                  for row in r["results"]) else 0)
 
 
 @app.command()
@@ -280,6 +322,40 @@ def diff_command(
     for text in diff.lines(changes, str(old), str(new)):
         typer.echo(text)
     raise typer.Exit(1 if changes["regressed"] else 0)
+
+
+@app.command()
+def new(
+    file: Path = typer.Argument(..., help="The case file to write (.yaml); never overwritten.", show_default=False),
+    impl: str | None = typer.Option(None, "--impl", help="A distribution to audit, e.g. torch.distributions.Normal "
+                                    "(tfp.distributions.*, numpyro.distributions.*): its log_prob against its "
+                                    "density. Default: a formula case."),
+) -> None:
+    """Write a new case file from a template, with the schema comment for editors; it validates and runs as is.
+
+    Examples:
+
+      oracle new cases/my-first-case.yaml && oracle run cases/my-first-case.yaml
+
+      oracle new cases/normal-tail.yaml --impl torch.distributions.Normal
+
+    Exit status: 0 written; 2 the file exists, its suffix is not .yaml/.yml, or there is no template for --impl.
+    """
+    from oracle import scaffold
+
+    if file.suffix not in (".yaml", ".yml") or file.exists():
+        why = "exists (not overwritten)" if file.exists() else "is not a .yaml or .yml file"
+        typer.echo(f"error: {file} {why}", err=True)
+        raise typer.Exit(2)
+    try:
+        content = scaffold.text(file.stem, impl)
+        scaffold.check(content, str(file))
+    except (scaffold.ScaffoldError, CaseError) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+    file.parent.mkdir(parents=True, exist_ok=True)
+    file.write_text(content, encoding="utf-8")
+    typer.echo(f"wrote {file}: edit its inputs (and title), then: oracle run {file}")
 
 
 @app.command()

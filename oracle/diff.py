@@ -4,7 +4,9 @@ Rows are keyed by case id, framework, impl, dtype and output. A row whose verdic
 fixed, from ok to anything else regressed, from one failure to another changed; rows only in one report are
 added or removed. A case the tool could not run (its `error`) is a case-level entry: one that errors now but
 did not before regressed; one that errored before and runs now has its rows added (they were not measured).
-Pure: documents in, plain data and lines out.
+A case only in the old report is one `removed` entry, not one per row. A case whose file changed between the
+reports (its results' `digest` differs) is one `edited` entry: its rows measure another case, so they are
+neither fixed nor regressed. Pure: documents in, plain data and lines out.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 
 from oracle.report import SCHEMA_VERSION
 
-KINDS = ("regressed", "fixed", "changed", "added", "removed")
+KINDS = ("regressed", "fixed", "changed", "added", "removed", "edited")
 ROW_KEY = ("framework", "impl", "dtype", "output")
 
 
@@ -67,16 +69,21 @@ def compare(old: dict, new: dict) -> dict[str, Any]:
     entry has None for the row fields and the case's `error`), the count of unchanged rows, and both runs'
     environment.versions."""
     before, after = verdicts(old), verdicts(new)
+    old_digests, new_digests = _digests(old), _digests(new)
     changes: dict[str, Any] = {kind: [] for kind in KINDS}
     unchanged = 0
     for case in [*before, *(c for c in after if c not in before)]:
         was, now = before.get(case), after.get(case)
-        if isinstance(now, str) and isinstance(was, str):
+        a, b = old_digests.get(case), new_digests.get(case)
+        if was is not None and now is not None and a and b and a != b:  # another case under the same id
+            differ = sum(_measured(was).get(k) != _measured(now).get(k) for k in {*_measured(was), *_measured(now)})
+            changes["edited"].append({**_entry(case, (None,) * len(ROW_KEY), a, b), "rows": differ})
+        elif now is None and was is not None:  # the whole case is gone: one entry
+            changes["removed"].append({**_case_entry(case, was, now), "rows": len(_measured(was))})
+        elif isinstance(now, str) and isinstance(was, str):
             unchanged += 1
         elif isinstance(now, str):  # a case that errors now
             changes["regressed"].append(_case_entry(case, was, now))
-        elif isinstance(was, str) and now is None:  # errored, and is gone
-            changes["removed"].append(_case_entry(case, was, now))
         else:  # rows against rows; a case that errored before has its rows added
             was_rows, now_rows = _measured(was), _measured(now)
             for key in [*was_rows, *(k for k in now_rows if k not in was_rows)]:
@@ -87,6 +94,11 @@ def compare(old: dict, new: dict) -> dict[str, Any]:
                     changes[_kind(a, b)].append(_entry(case, key, a, b))
     return {**changes, "unchanged": unchanged,
             "versions": {"old": _versions(old), "new": _versions(new)}}
+
+
+def _digests(doc: dict) -> dict[str, str]:
+    """case id -> the content digest of its file, where the report records one (older reports do not)."""
+    return {c["id"]: str(c["digest"]) for c in doc["cases"] if isinstance(c, dict) and c.get("digest")}
 
 
 def _case_entry(case: str, was: dict | str | None, now: dict | str | None) -> dict:
@@ -127,7 +139,8 @@ def lines(changes: dict[str, Any], old_name: str, new_name: str) -> list[str]:
            for label, name in (("old", old_name), ("new", new_name))]
     for kind in KINDS:
         out += [f"{kind}: {_described(entry)}" for entry in changes[kind]]
-    out.append(", ".join(f"{len(changes[kind])} {kind}" for kind in KINDS) + f", {changes['unchanged']} unchanged")
+    counted = [kind for kind in KINDS if kind != "edited" or changes[kind]]
+    out.append(", ".join(f"{len(changes[kind])} {kind}" for kind in counted) + f", {changes['unchanged']} unchanged")
     return out
 
 
@@ -137,6 +150,12 @@ def _shown_versions(versions: dict[str, str]) -> str:
 
 def _described(entry: dict) -> str:
     change = f"{entry['old'] or '(absent)'} -> {entry['new'] or '(absent)'}"
+    if "rows" in entry and "error" not in entry:  # edited: old and new are the digests
+        return (f"{entry['case']}: case file changed (digest {change}); {entry['rows']} rows differ, "
+                "not compared as fixed or regressed")
+    if entry["framework"] is None and entry["new"] is None:  # the case as a whole is gone
+        said = f": {entry['error']}" if entry["old"] == "error" else f" ({entry['rows']} row{'s' * (entry['rows'] != 1)})"
+        return f"{entry['case']}{said}"
     if entry["framework"] is None:  # the case as a whole: it could not run
         return f"{entry['case']}: {change}: {entry['error']}"
     return f"{entry['case']} {' '.join(entry[field] for field in ROW_KEY)}: {change}"

@@ -213,7 +213,18 @@ class Expectations:
             passed, message = False, f"{who}: expected {found.verdict}, got {got}: {hint} {against}"
         return {"framework": framework, "impl": row["impl"], "dtype": row["dtype"], "output": row["output"],
                 "expected": found.verdict, "got": got, "version": str(at), "versions": ranges, "passed": passed,
-                "message": message}
+                "message": message, "measured": _measured(row)}
+
+
+def _measured(row: dict) -> str | None:
+    """The row's numbers, for a failure line: `inf, reference 100.0, 32.0 bits`; an error's message."""
+    if row.get("verdict") == "error":
+        text = " ".join(str(row.get("explanation") or "").split())
+        return f"error: {text[:160]}{'...' * (len(text) > 160)}" if text else None
+    if row.get("got") is None:
+        return None
+    bits = f", {row['error_bits']} bits" if row.get("error_bits") is not None else ""
+    return f"{row['got']}, reference {row.get('reference')}{bits}"
 
 
 def _resolve(node: Node, keys: tuple[str, ...], version: Version | None) -> Resolution | None:
@@ -236,8 +247,9 @@ def _match(entries: list[Entry], version: Version | None) -> Entry | None:
 
 
 def line(file: str, case_id: str, outcome: dict) -> str:
-    """How `check` and the pytest plugin report one outcome."""
-    return f"{file} ({case_id}): {outcome['message']}"
+    """How `check` and the pytest plugin report one outcome: a failure adds the numbers behind it."""
+    measured = f" (got {outcome['measured']})" if outcome["passed"] is False and outcome.get("measured") else ""
+    return f"{file} ({case_id}): {outcome['message']}{measured}"
 
 
 # updating

@@ -20,6 +20,7 @@ Integer literals are capped at 2**24 in magnitude.
 from __future__ import annotations
 
 import ast
+import difflib
 import math
 import operator
 from collections.abc import Callable, Mapping
@@ -198,6 +199,13 @@ def known_functions() -> str:
     return ", ".join(sorted(FUNCTIONS))
 
 
+def did_you_mean(name: str, known) -> str:
+    """"did you mean x?" for the names in `known` closest to a misspelt `name` (empty when none is close):
+    `logsigmoid` is one underscore from `log_sigmoid`, which a list of 30 functions hides."""
+    close = difflib.get_close_matches(name, sorted(known), n=3, cutoff=0.7)
+    return f"did you mean {' or '.join(close)}? " if close else ""
+
+
 class _Parser:
     kind, language = "formula", "the formula language"
 
@@ -244,7 +252,8 @@ class _Parser:
         if node.id in FUNCTIONS:
             self.fail(node, f"'{node.id}' is a function: call it, e.g. {node.id}(x)")
         known = ", ".join(sorted(self.names)) or "none"
-        self.fail(node, f"unknown name '{node.id}' (inputs: {known}; constants: {', '.join(CONSTANTS)})")
+        self.fail(node, f"unknown name '{node.id}' ({did_you_mean(node.id, self.names)}inputs: {known}; "
+                        f"constants: {', '.join(CONSTANTS)})")
 
     def visit_UnaryOp(self, node: ast.UnaryOp) -> Node:
         if isinstance(node.op, ast.UAdd):
@@ -290,7 +299,7 @@ class _Parser:
             self.fail(node, f"only plain function names can be called, not '{self.text(node.func)}'")
         name = node.func.id
         if name not in FUNCTIONS:
-            self.fail(node, f"unknown function '{name}'; known functions: {known_functions()}")
+            self.fail(node, f"unknown function '{name}'; {did_you_mean(name, FUNCTIONS)}known functions: {known_functions()}")
         fewest, most, takes_axis = FUNCTIONS[name]
         if any(isinstance(a, ast.Starred) for a in node.args):
             self.fail(node, f"*args is not allowed in '{self.text(node)}'")

@@ -6,11 +6,13 @@ Then every *.yaml / *.yml file under the paths given to pytest is a case file (a
 one item per case x framework x impl, named `case-id[framework-impl]` for -k. Each case runs once per
 framework, when that framework's first item runs. An item fails with the lines `oracle check` prints, errors
 when the case cannot run, and is skipped, with the reason, when no expectation covers it or no version range
-contains the installed version.
+contains the installed version. A YAML file that is not a case (no `id` and no `kind`: a CI config, a
+docker-compose file) is skipped, not a collection error.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -31,6 +33,18 @@ def pytest_collect_file(file_path, parent: pytest.Collector) -> pytest.Collector
     return None
 
 
+def is_case(text: str) -> bool:
+    """Does this YAML text mean to be a case: a mapping with an `id` or a `kind`? Text that does not parse
+    counts when a line starts with `id:` or `kind:`, so that a case with a syntax error is still reported."""
+    from oracle import yamlio
+
+    try:
+        data = yamlio.load(text)
+    except yamlio.YamlError:
+        return re.search(r"^(id|kind)\s*:", text, re.MULTILINE) is not None
+    return isinstance(data, dict) and ("id" in data or "kind" in data)
+
+
 def _relative(path: Path, start: Path) -> Path:
     try:
         return path.relative_to(start)
@@ -47,7 +61,13 @@ class CaseFile(pytest.File):
 
     def collect(self):
         from oracle import case as case_io
+        from oracle import yamlio
 
+        try:
+            if not is_case(yamlio.read(self.path)):
+                pytest.skip(f"not an oracle case (no id or kind): {self.path.name}")
+        except (OSError, UnicodeDecodeError, yamlio.YamlError):
+            pass  # the loader below says what is wrong
         try:  # the path as `oracle check` would show it, run from the same folder
             self.case = case_io.load(_relative(self.path, self.config.invocation_params.dir))
         except case_io.CaseError as e:
@@ -95,6 +115,10 @@ class CaseItem(pytest.Item):
             pytest.skip(f"no expectation for {self.framework} {self.impl} in {case.file} at the installed version")
         if all(o["passed"] is None for o in self.outcomes):
             pytest.skip(self.outcomes[0]["message"])
+
+    def reportinfo(self):
+        """Where pytest's report points, and the failure section's header: the item itself."""
+        return self.path, None, self.name
 
     def repr_failure(self, excinfo, style=None):
         if isinstance(excinfo.value, ExpectationFailed):

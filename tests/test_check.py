@@ -36,8 +36,10 @@ def test_a_failed_expectation_exits_1_with_one_line_each(tmp_path):
     result = check(path, "-f", "jax")
     assert result.exit_code == 1, result.output
     assert result.stdout.splitlines() == [
-        f"{path} (log-sigmoid-jax): jax formula float32 value: expected ok, got overflow: regression? jax {JAX}",
-        f"{path} (log-sigmoid-jax): jax formula float32 grad.z: expected ok, got overflow: regression? jax {JAX}",
+        f"{path} (log-sigmoid-jax): jax formula float32 value: expected ok, got overflow: regression? jax {JAX} "
+        "(got inf, reference 100.0, 32.0 bits)",
+        f"{path} (log-sigmoid-jax): jax formula float32 grad.z: expected ok, got overflow: regression? jax {JAX} "
+        "(got nan, reference -1.0, 32.0 bits)",
         f"checked 1 cases: expectations 2 held, 2 failed, 0 not checked; evaluated against jax {JAX}",
     ]
 

@@ -53,7 +53,7 @@ def test_compare_sorts_every_row_into_its_kind():
          "new": "error", "error": "RuntimeError: boom"}]
     assert [(c["case"], c["old"], c["new"]) for c in changes["changed"]] == [("changed", "overflow", "underflow")]
     assert [(c["case"], c["old"], c["new"]) for c in changes["added"]] == [("new", None, "ok")]
-    assert [(c["case"], c["old"], c["new"]) for c in changes["removed"]] == [("gone", "ok", None)]
+    assert [(c["case"], c["old"], c["new"]) for c in changes["removed"]] == [("gone", "ran", None)]  # one entry
     assert changes["unchanged"] == 3  # fixed's grad.x and both rows of unchanged
     assert changes["versions"] == {"old": {"torch": "2.12.0", "jax": "0.9.0"},
                                    "new": {"torch": "2.13.0+cpu", "jax": "0.10.2"}}
@@ -83,7 +83,7 @@ def test_diff_prints_both_versions_and_every_change_and_exits_1_on_a_regression(
         "fixed: fixed torch formula float32 value: overflow -> ok",
         "changed: changed jax formula float32 grad.x: overflow -> underflow",
         "added: new jax formula float32 value: (absent) -> ok",
-        "removed: gone torch formula float32 value: ok -> (absent)",
+        "removed: gone (1 row)",
         "2 regressed, 1 fixed, 1 changed, 1 added, 1 removed, 3 unchanged",
     ]
 
@@ -92,7 +92,7 @@ def test_diff_without_a_regression_exits_0(tmp_path):
     fixed_only = report({"torch": "2.13.0"}, case("fixed", ("torch", "value", "ok")))
     result = runner.invoke(app, ["diff", write(tmp_path, "old.json", OLD), write(tmp_path, "new.json", fixed_only)])
     assert result.exit_code == 0, result.output
-    assert result.stdout.splitlines()[-1] == "0 regressed, 1 fixed, 0 changed, 0 added, 7 removed, 0 unchanged"
+    assert result.stdout.splitlines()[-1] == "0 regressed, 1 fixed, 0 changed, 0 added, 6 removed, 0 unchanged"
 
 
 @pytest.mark.parametrize("text, message", [
@@ -109,3 +109,24 @@ def test_an_unreadable_report_exits_2(tmp_path, text, message):
     assert result.exit_code == 2
     assert result.stderr == f"error: {bad}: not a readable report: {message}\n"
     assert runner.invoke(app, ["diff", str(tmp_path / "missing.json"), bad]).exit_code == 2
+
+
+def test_a_case_whose_file_changed_is_edited_not_fixed_or_regressed(tmp_path):
+    def digested(digest, *rows):
+        return {**case("c", *rows), "digest": digest}
+
+    old = report({}, digested("aaaa", ("jax", "value", "ok"), ("jax", "grad.x", "overflow")),
+                 case("gone", ("jax", "value", "ok"), ("jax", "grad.x", "ok")))
+    new = report({}, digested("bbbb", ("jax", "value", "overflow"), ("jax", "grad.x", "ok")))
+    changes = diff.compare(old, new)
+    assert not changes["regressed"] and not changes["fixed"]
+    assert changes["edited"] == [{"case": "c", "framework": None, "impl": None, "dtype": None, "output": None,
+                                  "old": "aaaa", "new": "bbbb", "rows": 2}]
+    result = runner.invoke(app, ["diff", write(tmp_path, "old.json", old), write(tmp_path, "new.json", new)])
+    assert result.exit_code == 0
+    assert result.stdout.splitlines()[2:] == [
+        "removed: gone (2 rows)",
+        "edited: c: case file changed (digest aaaa -> bbbb); 2 rows differ, not compared as fixed or regressed",
+        "0 regressed, 0 fixed, 0 changed, 0 added, 1 removed, 1 edited, 0 unchanged"]
+    same = diff.compare(old, report({}, digested("aaaa", ("jax", "value", "overflow"), ("jax", "grad.x", "ok"))))
+    assert [(c["case"], c["output"]) for c in same["regressed"]] == [("c", "value")] and not same["edited"]

@@ -178,25 +178,26 @@ def test_renders_summary_panels_and_plots_without_errors(report):
     assert hostile.locator(".expectations li").count() == 1
     assert hostile.locator(".expectations").inner_text().count(HOSTILE) == 1
     assert "oracle run cases/hostile.yaml" in hostile.locator(".reproduce").inner_text()
-    # 2 outputs of the linspace sweep, 1 of float32 edges, 2 heatmaps of the grid: drawn, with points or cells
+    # small multiples: the linspace sweep's 7 series, 1 of float32 edges, 2 heatmaps of the grid
     plots = page.locator("svg.plot")
-    assert plots.count() == 5
-    for k in range(5):
+    assert plots.count() == 10
+    for k in range(10):
         box = plots.nth(k).bounding_box()
         assert box["width"] > 250 and box["height"] > 200
     assert page.locator("svg.plot circle.v-overflow, svg.plot rect.v-overflow").count() > 0
     assert page.locator("svg.plot path.na").count() == 4 + 1  # the edges' 4 negatives, the softplus domain point
-    assert "jax formula value: overflow for z <= -90.0" in page.locator("ol.thresholds").first.inner_text()
+    assert "jax formula value: overflow for z <= -90.0" in page.locator("ul.thresholds").first.inner_text()
 
 
 def test_filters_hide_other_frameworks_verdicts_and_tags(report):
     page = report.page
     assert set(report.visible("section.case tr[data-fw]", "data-fw")) == {"tf", "torch", "jax"}
-    assert report.visible(".threshold line", "data-fw") == ["jax"]
+    assert report.visible("ul.thresholds li", "data-fw") == ["jax"]
     page.select_option("#f-fw", "tf")
     assert set(report.visible("section.case tr[data-fw]", "data-fw")) == {"tf"}
     assert set(report.visible("g.series", "data-fw")) == {"tf"}
-    assert report.visible(".threshold line", "data-fw") == []  # the only threshold is jax's
+    assert report.visible("figure.fig", "data-fw") == ["tf", "tf"]  # a small multiple per output; no tf grid
+    assert report.visible("ul.thresholds li", "data-fw") == []  # the only threshold is jax's
     shown = report.visible("section.case", "id")
     assert len(shown) == 3  # the hostile case, the linspace sweep and the case that could not run
     assert page.locator("#shown").inner_text() == "showing 3 of 6 cases"
@@ -215,12 +216,12 @@ def test_filters_hide_other_frameworks_verdicts_and_tags(report):
 
 
 def test_hover_shows_the_values_under_the_pointer(report):
-    plot = report.page.locator(".canvas").first
+    plot = report.page.locator("figure.line", has_text="torch · softplus · value").locator(".canvas")
     plot.hover()  # scrolls it into view and points at its centre
     tip = plot.locator(".tip")
     assert tip.is_visible()
     lines = tip.inner_text().splitlines()
-    assert lines[0].startswith("z = ") and any(line.startswith("torch · softplus: ") for line in lines)
+    assert lines[0].startswith("z = ") and len(lines) == 2 and lines[1].startswith("torch · softplus: ")
     heatmap = report.page.locator("figure.grid .canvas").first
     heatmap.hover(position={"x": 280, "y": 20})  # the top right cell: x = 120 overflows at every y
     assert heatmap.locator(".tip").inner_text().splitlines() == ["x = 120, y = 100", "jax · formula: 32.00 bits · overflow"]
@@ -281,3 +282,66 @@ def test_scales_place_values_where_the_axis_says():
     assert log.to_px(1.0) == pytest.approx(300) and [label for _, label in log.ticks][:2] == ["1e-3", "1e-2"]
     linear = value_scale("linear", Z, 0, 120)
     assert linear.to_px(-40.0) == pytest.approx(60) and [label for _, label in linear.ticks][0] == "-100"
+
+
+def test_small_multiples_share_axes_and_shade_where_each_verdict_holds(report):
+    """Each line plot is one series on the sweep's shared axes; a run of overflow points is shaded from the frame
+    to half-way between the last overflowing point (z = -90) and the first that is ok (z = -85), labelled."""
+    from oracle.report.plot import LINE
+
+    sweep = report.page.locator("section.case", has_text="sigmoid-sweep").first
+    figures = sweep.locator("figure.line")
+    assert figures.count() == 7
+    captions = figures.locator("figcaption").all_inner_texts()
+    assert captions[:4] == ["tf · formula · value", "torch · formula · value", "jax · formula · value",
+                            "torch · softplus · value"]
+    # shared axes: every plot's tick labels are the same (x from -100, error bits up to 32)
+    ticks = [figures.nth(k).locator("svg > text:not(.label):not(.tol)").all_text_contents() for k in range(7)]
+    assert all(t == ticks[0] for t in ticks) and "32" in ticks[0] and "-100" in ticks[0]
+    left, right = LINE["left"], LINE["width"] - LINE["right"]
+    xs = value_scale("linear", Z, left + 6, right - 6)
+    region = figures.nth(0).locator("g.region.v-overflow")
+    assert region.count() == 1 and region.locator("text").text_content() == "overflow"
+    rect = region.locator("rect")
+    x0, width = float(rect.get_attribute("x")), float(rect.get_attribute("width"))
+    assert x0 == left and x0 + width == pytest.approx((xs.to_px(-90.0) + xs.to_px(-85.0)) / 2, abs=0.06)
+    domain = figures.nth(3).locator("g.region.v-domain rect")  # softplus: z = -85 alone is unmeasurable
+    assert domain.count() == 1
+    assert float(domain.get_attribute("width")) == pytest.approx((xs.to_px(-80.0) - xs.to_px(-90.0)) / 2, abs=0.06)
+    report.assert_clean()
+
+
+def test_causes_say_traced_or_inferred_and_impl_names_are_short(browser, tmp_path):
+    doc = hand_made()
+    hostile = next(c for c in doc["cases"] if c["id"] == "hostile")
+    inferred = {**hostile["results"][0]["cause"], "traced": False}
+    hostile["results"][1] = {**hostile["results"][1], "cause": inferred, "impl": "torch.nn.functional.softplus"}
+    hostile["expectations"] = []
+    opened = Opened(browser, tmp_path / "report.html", doc)
+    panel = opened.page.locator("section#hostile")
+    assert panel.locator(".cause .how").all_inner_texts() == ["traced", "inferred"]
+    assert panel.locator(".how.traced").is_visible() and panel.locator(".how.inferred").is_visible()
+    cell = panel.locator("tr[data-fw=torch] td").nth(1).locator("span")
+    assert cell.inner_text() == "functional.softplus" and cell.get_attribute("title") == "torch.nn.functional.softplus"
+    opened.assert_clean()
+    opened.page.close()
+
+
+def test_deep_links_open_the_case_with_its_panel_visible(browser, tmp_path):
+    opened = Opened(browser, tmp_path / "report.html", hand_made())
+    page = opened.page
+    assert page.locator("table.index a").first.get_attribute("href") == "#timeout"  # ids are the case ids
+    page.goto(opened.url + "#log-edges")
+    nav = page.locator("#filters").bounding_box()
+    panel = page.locator("section#log-edges")
+    box = panel.bounding_box()
+    assert panel.is_visible() and nav["y"] + nav["height"] <= box["y"] < 900  # below the sticky filters, in view
+    page.select_option("#f-fw", "tf")  # hides the jax-only case
+    assert not page.locator("section#jax-only").is_visible()
+    page.evaluate("location.hash = 'jax-only'")
+    page.wait_for_function("!document.getElementById('jax-only').hidden")
+    assert page.locator("section#jax-only").is_visible() and page.locator("#f-fw").input_value() == ""
+    top = page.locator("section#jax-only").bounding_box()["y"]
+    assert 0 <= top < 900
+    opened.assert_clean()
+    page.close()

@@ -16,7 +16,8 @@ CASES = {
     "none": "",
     "old": 'expect:\n  jax: [{versions: "<0.1", verdict: ok}]\n',
 }
-FAILURE = f"cases/fails.yaml (fails): jax formula float32 value: expected ok, got overflow: regression? jax {JAX}"
+FAILURE = (f"cases/fails.yaml (fails): jax formula float32 value: expected ok, got overflow: regression? jax {JAX} "
+           "(got inf, reference 100.0, 32.0 bits)")
 
 
 def make_cases(pytester, **extra: str) -> None:
@@ -35,7 +36,8 @@ def test_items_pass_fail_and_skip_with_check_messages_and_junit(pytester):
         "cases/fails.yaml::fails[[]jax-formula[]] FAILED*",
         "cases/pass.yaml::pass[[]jax-log_sigmoid[]] PASSED*",
         FAILURE,
-        f"cases/fails.yaml (fails): jax formula float32 grad.z: expected ok, got overflow: regression? jax {JAX}",
+        f"cases/fails.yaml (fails): jax formula float32 grad.z: expected ok, got overflow: regression? jax {JAX} "
+        "(got nan, reference -1.0, 32.0 bits)",
     ])
     skipped = {line.split(": ", 1)[1] for line in result.stdout.lines if line.startswith("SKIPPED")}
     assert skipped == {

@@ -5,33 +5,11 @@ from __future__ import annotations
 import json
 
 from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
-from rich.text import Text
 
 from oracle import __version__
 
 STYLE = {"ok": "green", "error": "magenta", "uncertain": "yellow", "domain": "cyan", "ill-conditioning": "blue",
          **{v: "bold red" for v in ("overflow", "underflow", "cancellation", "mismatch")}}
-
-
-def case_table(result: dict) -> Table:
-    summed = " (gradients are of the sum of the formula's elements)" if result["summed"] else ""
-    table = Table(title=escape(f"{result['id']}: {result['title']}{summed}"), title_justify="left", expand=False)
-    impls = _has_impls(result)
-    for column, justify in [("framework", "left"), *([("impl", "left")] if impls else []), ("dtype", "left"),
-                            ("output", "left"), ("worst at", "left"),
-                            ("got", "right"), ("reference", "right"), ("reference (20 digits)", "right"),
-                            ("ulps", "right"), ("bits", "right"), ("kappa", "right"), ("verdict", "left")]:
-        table.add_column(column, justify=justify, overflow="fold")
-    for row in result["results"]:
-        index = _where(row)
-        table.add_row(row["framework"], *([row["impl"]] if impls else []), row["dtype"], row["output"], index,
-                      row["got"] or "-", row["reference"] or "-",
-                      row["reference_digits"] or "-", "-" if row["ulps"] is None else str(row["ulps"]),
-                      row["error_bits"] or "-", row["kappa"] or "-",
-                      Text(row["verdict"] + (" (inherent)" if row["inherent"] else ""), style=STYLE.get(row["verdict"], "")))
-    return table
 
 
 def header(case) -> dict:
@@ -79,7 +57,16 @@ def _has_impls(result: dict) -> bool:
 
 
 def print_case(console: Console, result: dict) -> None:
-    console.print(case_table(result))
+    from oracle.report.table import case_table, natural_width, short_impls
+
+    table, dropped = case_table(result, console)
+    width = console.width
+    console.width = max(width, natural_width(console, table))  # wider than the console, never a number broken
+    console.print(table, crop=False)
+    console.width = width
+    if dropped:
+        console.print(f"  not shown to fit {console.width} columns: {', '.join(dropped)} (--wide shows them)",
+                      style="dim", highlight=False, markup=False)
     for dtype, ref in result["reference"].items():
         console.print(f"  reference {dtype}: certified at {ref['precision_bits']} bits; gradient check: {ref['gradient_check']}; "
                       f"condition numbers: {ref['condition']}" + (f"; domain: {ref['domain'][0]}" if ref["domain"] else "")
@@ -88,10 +75,10 @@ def print_case(console: Console, result: dict) -> None:
                       style="dim", highlight=False, markup=False)
     if "sweep" in result:
         _print_sweep(console, result["sweep"])
-    impls = _has_impls(result)
+    impls, names = _has_impls(result), short_impls(result["results"])
     for row in result["results"]:
         if row["explanation"]:
-            who = f"{row['framework']} {row['impl']}" if impls else row["framework"]
+            who = f"{row['framework']} {names[row['framework'], row['impl']]}" if impls else row["framework"]
             console.print(f"  {who} {row['dtype']} {row['output']}: {row['explanation']}", highlight=False, markup=False)
         if row["rewrite"]:
             r = row["rewrite"]

@@ -8,6 +8,7 @@ element, and the script writes text only through textContent.
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from collections import Counter
 from html import escape
@@ -15,6 +16,7 @@ from html import escape
 from oracle.frameworks import BACKENDS
 from oracle.report import STYLE, _has_impls, _where, has_findings, ordered, unmet_expectations
 from oracle.report.plot import Figure, figures, grid_ceiling, ramp_legend, series_label, verdict_class
+from oracle.report.table import short_impls
 from oracle.verdicts import SEVERITY
 
 RICH_COLOURS = {"green": "#1a7f37", "magenta": "#a2238f", "yellow": "#9a6700", "cyan": "#0b7a8a", "blue": "#0969da",
@@ -27,8 +29,9 @@ def render(doc: dict) -> str:
     """The whole page for a `--json` / report.json document."""
     cases = sorted(doc.get("cases", []), key=_rank)
     panels, plots = [], []
-    for index, case in enumerate(cases):
-        html, data = _panel(case, f"case-{index}", len(plots))
+    anchors = _anchors(cases)
+    for case, anchor in zip(cases, anchors):
+        html, data = _panel(case, anchor, len(plots))
         panels.append(html)
         plots += data
     title = f"oracle report: {len(cases)} cases"
@@ -39,6 +42,17 @@ def render(doc: dict) -> str:
             f"<div id=\"cases\">{''.join(panels)}</div></main>"
             f"<script type=\"application/json\" id=\"plot-data\">{script_json(plots)}</script>"
             f"<script>{SCRIPT}</script></body></html>\n")
+
+
+def _anchors(cases: list[dict]) -> list[str]:
+    """Each panel's id: the case id (report.html#case-id links to it), or case-<n> where the id is not a
+    usable, unique fragment (the document is untrusted)."""
+    ids = [str(c.get("id", "")) for c in cases]
+    usable = [bool(re.fullmatch(r"[a-z0-9][a-z0-9._-]*", i)) and ids.count(i) == 1 and i not in RESERVED for i in ids]
+    return [i if ok else f"case-{n}" for n, (i, ok) in enumerate(zip(ids, usable))]
+
+
+RESERVED = {"summary", "filters", "cases", "plot-data", "shown", "f-fw", "f-v", "f-tag", "f-reset"}  # the page's ids
 
 
 def script_json(value: object) -> str:
@@ -123,11 +137,11 @@ def _index(cases: list[dict]) -> str:
     """One line per case (findings first): its worst verdict per framework, linking to its panel."""
     frameworks = ordered({r["framework"] for c in cases for r in c.get("results", [])}, BACKENDS)
     lines = []
-    for index, case in enumerate(cases):
+    for anchor, case in zip(_anchors(cases), cases):
         by_fw = {fw: [r["verdict"] for r in case.get("results", []) if r["framework"] == fw] for fw in frameworks}
         cells = "".join(f"<td>{_badge(_worst(v)) if v else ''}</td>" for v in by_fw.values())
         status = _badge("error", "could not run") if case.get("error") else ""
-        lines.append(f'<tr data-case="case-{index}"><td><a href="#case-{index}">{_e(case.get("id", "?"))}</a> {status}'
+        lines.append(f'<tr data-case="{_e(anchor)}"><td><a href="#{_e(anchor)}">{_e(case.get("id", "?"))}</a> {status}'
                      f'</td>{cells}</tr>')
     head = "".join(f"<th>{_e(fw)}</th>" for fw in frameworks)
     return (f'<details class="index" open><summary>cases (worst verdict per framework)</summary><table class="index">'
@@ -194,16 +208,20 @@ def _rows_table(case: dict) -> str:
     columns = ["framework", *(["impl"] if impls else []), "dtype", "output", "worst at", "got", "reference",
                "error bits", "kappa", "verdict", *(["verdicts (all components)"] if many else [])]
     head = "".join(f"<th>{c}</th>" for c in columns)
-    body = "".join(_row(r, impls, many) for r in rows)
+    names = short_impls(rows) if impls else {}
+    body = "".join(_row(r, names, many) for r in rows)
     return f'<div class="scroll"><table class="rows"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
-def _row(row: dict, impls: bool, many: bool) -> str:
-    """One result row; the reference cell's tooltip has its 20 digits."""
+def _row(row: dict, names: dict, many: bool) -> str:
+    """One result row (`names`: the short impl names, empty when the case has no impls); the reference cell's
+    tooltip has its 20 digits, the impl's its full name."""
+    impl = row.get("impl", "formula")
+    short = names.get((row["framework"], impl), impl)
     verdict = row["verdict"]
     inherent = " (inherent)" if row.get("inherent") else ""
     counts = ", ".join(f"{_e(n)} {_e(v)}" for v, n in row.get("verdict_counts", {}).items())
-    cells = [(_e(row["framework"]), ""), *([(_e(row.get("impl", "formula")), "")] if impls else []),
+    cells = [(_e(row["framework"]), ""), *([(f'<span title="{_e(impl)}">{_e(short)}</span>', "")] if names else []),
              (_e(row["dtype"]), ""), (_e(row["output"]), ""),
              (_cell(_where(row)), ""), (_cell(row.get("got")), "num"),
              (f'<span title="{_e(row.get("reference_digits") or "")}">{_cell(row.get("reference"))}</span>', "num"),
@@ -231,11 +249,20 @@ def _explanations(case: dict) -> str:
 def _cause(cause: dict | None) -> str:
     if not cause:
         return ""
-    how = "traced" if cause.get("traced") else "inferred, not traced"
     operands = ", ".join(_e(o[0] if isinstance(o, list) and o else o) for o in cause.get("operands", []))
-    return (f'<div class="cause">root cause: <code>{_e(cause.get("op"))}</code> in <code>{_e(cause.get("where"))}'
-            f'</code> · {_e(cause.get("pass", "?"))} pass · {_e(cause.get("kind", "?"))} · {how}'
+    return (f'<div class="cause">{_how(cause)} root cause: <code>{_e(cause.get("op"))}</code> in '
+            f'<code>{_e(cause.get("where"))}</code> · {_e(cause.get("pass", "?"))} pass · {_e(cause.get("kind", "?"))}'
             + (f" · operands {operands}" if operands else "") + "</div>")
+
+
+def _how(cause: dict) -> str:
+    """A badge: was the root cause traced in this framework's own computation (JAX's shadow replay), or
+    inferred (TensorFlow and PyTorch: from JAX's run of the same formula, or from the symptom)?"""
+    if cause.get("traced"):
+        return ('<span class="how traced" title="found by replaying this framework\'s own operations beside '
+                'exact values">traced</span>')
+    return ('<span class="how inferred" title="not traced in this framework: inferred from JAX\'s run of the '
+            'same formula or from the symptom">inferred</span>')
 
 
 def _rewrite(rewrite: dict | None) -> str:
@@ -287,7 +314,8 @@ def _sweep(sweep: dict, tolerance: float | None, first_plot: int) -> tuple[str, 
     verdicts = ordered({str(v) for s in sweep.get("series", []) for v in s.get("verdicts", [])}, SEVERITY)
     legend = "".join(_badge(v) for v in verdicts) + (
         f" {ramp_legend(grid_ceiling(sweep))} <span class=\"na-key\">grey: not measurable</span>" if len(axes) == 2
-        else ' <span class="na-key">× at the bottom: not measurable</span>')
+        else ' <span class="na-key">shaded: where a verdict other than ok holds · × at the bottom: not measurable'
+             '</span>')
     notes = [f"{_e(series_label(s))} · {_e(s['output'])}: {_e(s['note'])}" for s in sweep.get("series", [])
              if s.get("note")]
     return (f'<div class="sweep"><h3>sweep ({_e(sweep.get("points", "?"))} points)</h3><p class="axes">{described}</p>'
@@ -297,19 +325,16 @@ def _sweep(sweep: dict, tolerance: float | None, first_plot: int) -> tuple[str, 
 
 
 def _figure(fig: Figure, number: int) -> str:
-    """A plot with its caption, its series keys and its hover tooltip."""
-    keys = "".join(f'<span class="key" data-fw="{_e(fw)}">{svg} {_e(label)}</span>' for fw, label, svg in fig.keys)
-    fw = "" if fig.framework is None else f' data-fw="{_e(fig.framework)}"'
-    return (f'<figure class="fig {fig.data["kind"]}"{fw}><figcaption>{_e(fig.caption)}</figcaption>'
-            f'<div class="keys">{keys}</div><div class="canvas" data-plot="{number}">{fig.svg}'
-            f'<div class="tip" hidden></div></div></figure>')
+    """A plot (one framework x impl x output) with its caption and its hover tooltip; the framework filter hides it."""
+    return (f'<figure class="fig {fig.data["kind"]}" data-fw="{_e(fig.framework)}"><figcaption>{_e(fig.caption)}'
+            f'</figcaption><div class="canvas" data-plot="{number}">{fig.svg}<div class="tip" hidden></div></div></figure>')
 
 
 def _thresholds(sweep: dict) -> str:
-    """The thresholds' sentences, numbered as the dashed lines in the plots."""
-    items = "".join(f'<li value="{k}" data-fw="{_e(t.get("framework"))}">{_e(t.get("text", ""))}</li>'
-                    for k, t in enumerate(sweep.get("thresholds", []), 1))
-    return f'<ol class="thresholds">{items}</ol>' if items else ""
+    """The thresholds' sentences (each plot shades where its verdicts other than ok hold)."""
+    items = "".join(f'<li data-fw="{_e(t.get("framework"))}">{_e(t.get("text", ""))}</li>'
+                    for t in sweep.get("thresholds", []))
+    return f'<ul class="thresholds">{items}</ul>' if items else ""
 
 
 def _css() -> str:
@@ -381,9 +406,12 @@ ul.explanations li{padding:6px 10px;margin:4px 0;border-radius:6px;background:#f
 .sweep .axes{color:#57606a;margin:0 0 6px}
 .figures{display:flex;flex-wrap:wrap;gap:14px}
 figure.fig{margin:0;border:1px solid #e5e7eb;border-radius:8px;padding:6px 8px;background:#fff;max-width:100%}
-figure.fig figcaption{font-weight:600}figure.fig.line{flex:0 1 556px}
-.keys{font-size:12.5px;color:#424a53}.key{margin-right:14px;white-space:nowrap}
-svg.key{vertical-align:middle}
+figure.fig figcaption{font-weight:600;font-size:13px}figure.fig.line{flex:0 1 346px}
+section.case{scroll-margin-top:64px}section.case:target{outline:3px solid #0969da;outline-offset:2px}
+.how{display:inline-block;border-radius:4px;padding:0 6px;font-size:11.5px;font-weight:600;margin-right:4px;
+ border:1px solid}
+.how.traced{color:#1a7f37;border-color:#1a7f37;background:#dafbe1}
+.how.inferred{color:#57606a;border-color:#8c959f;background:#f6f8fa;border-style:dashed}
 .canvas{position:relative}
 svg.plot{display:block;max-width:100%;height:auto;font:11px system-ui,sans-serif;fill:#57606a}
 svg.plot .label{font-size:12px;fill:#1f2328}
@@ -393,15 +421,15 @@ svg [class|=v]{fill:var(--c);stroke:#fff;stroke-width:.6}
 svg .hollow{fill:#fff;stroke:#424a53;stroke-width:1.2}
 svg .na{stroke:#8c959f;stroke-width:1.3;fill:#d0d7de}
 svg .tol{stroke:#9a6700;stroke-dasharray:5 4;stroke-width:1.2}
-svg text.tol,svg .threshold text{paint-order:stroke;stroke:#fff;stroke-width:3px;stroke-dasharray:none}
+svg text.tol{paint-order:stroke;stroke:#fff;stroke-width:3px;stroke-dasharray:none}
 svg text.tol{fill:#9a6700}
-svg .threshold line{stroke:#6e40c9;stroke-dasharray:3 3}svg .threshold text{fill:#6e40c9}
+svg .region rect{fill:var(--c);fill-opacity:.13;stroke:none}
+svg .region text{fill:var(--c);font-weight:600;paint-order:stroke;stroke:#fff;stroke-width:3px}
 svg .guide{stroke:#1f2328;stroke-width:.8}
 .tip{position:absolute;pointer-events:none;background:rgba(31,41,55,.94);color:#f9fafb;border-radius:6px;
  padding:5px 8px;font-size:12px;white-space:nowrap;z-index:3}
 .legend{margin:6px 0;color:#57606a}.legend svg{vertical-align:middle}.na-key{font-size:12.5px}
-ol.thresholds{font-size:13px;color:#424a53;margin:6px 0;padding-left:34px}
-ol.thresholds li::marker{color:#6e40c9;font-weight:600}
+ul.thresholds{font-size:13px;color:#424a53;margin:6px 0;padding-left:22px}
 ul.notes{font-size:12.5px;color:#57606a}
 @media print{nav.filters{display:none}section.case{break-inside:avoid}}
 """
@@ -507,4 +535,18 @@ document.addEventListener("click", event => {
   document.getElementById("filters").scrollIntoView();
 });
 apply();
+
+function reveal() {
+  // report.html#case-id: the panel is shown (filters that hide it are reset) and scrolled to
+  const id = decodeURIComponent(location.hash.slice(1));
+  const panel = id && document.getElementById(id);
+  if (!panel || !panel.matches("section.case")) return;
+  if (panel.hidden) {
+    for (const select of Object.values(pick)) select.value = "";
+    apply();
+  }
+  panel.scrollIntoView();
+}
+window.addEventListener("hashchange", reveal);
+reveal();
 """

@@ -1,7 +1,10 @@
 """Sweep plots as hand-built inline SVG: error bits against the swept inputs, no plotting library.
 
-A 1-axis sweep gives one line plot per output (a series per framework x impl, points classed by
-verdict); a 2-axis grid gives one heatmap of error bits per framework x impl x output. Points carry
+A 1-axis sweep gives small multiples: one small line plot per framework x impl x output, all on the same
+axes (the same x scale and the same error-bits ceiling, so plots compare at a glance; nine series in one
+plot were unreadable), points classed by verdict and each run of points with one verdict other than ok
+shaded, its verdict written in place; a 2-axis grid gives one heatmap of error bits per framework x impl x
+output. Points carry
 `v-<verdict>` classes so that the page's one colour table styles them, and each figure returns the
 data its hover tooltip reads (JSON in the page), so the SVG has no per-point text.
 """
@@ -17,25 +20,21 @@ from html import escape
 from oracle.report import STYLE
 
 MARKERS = {"tf": "square", "torch": "triangle", "jax": "circle"}  # a framework's marker; others get a diamond
-DASHES = ("", "6 3", "2 3", "8 3 2 3")  # an impl's line, by its position among the sweep's impls
 RAMP = ((0.0, (255, 255, 204)), (0.25, (254, 217, 118)), (0.5, (253, 141, 60)), (0.75, (227, 26, 28)),
         (1.0, (128, 0, 38)))  # error bits from 0 to the top of the scale (ColorBrewer YlOrRd)
 DEFAULT_TOLERANCE = 5.0  # bits: the case format's default tolerance_bits
-LINE = {"width": 540, "height": 270, "left": 52, "right": 18, "top": 14, "bottom": 44}
+LINE = {"width": 330, "height": 210, "left": 44, "right": 10, "top": 10, "bottom": 40}  # one small multiple
 GRID = {"width": 300, "height": 258, "left": 64, "right": 10, "top": 10, "bottom": 46}
 
 
 @dataclass(frozen=True)
 class Figure:
-    """One plot: a caption, its SVG, its hover data, and for the page's framework filter either the one framework
-    it shows (a heatmap) or None with a key per series (a line plot): (framework, label, an SVG of its marker and
-    line)."""
+    """One plot of one series: a caption, its SVG, its hover data, and its framework (for the page's filter)."""
 
     caption: str
     svg: str
     data: dict
-    framework: str | None
-    keys: list[tuple[str, str, str]]
+    framework: str
 
 
 def verdict_class(verdict: object) -> str:
@@ -48,7 +47,10 @@ def figures(sweep: dict, tolerance: float | None) -> list[Figure]:
     `tolerance` is the case's tolerance in bits, None where the document does not say (the default, 5, is drawn)."""
     axes = sweep.get("axes", [])
     if len(axes) == 1:
-        return [_line_figure(sweep, output, tolerance) for output in dict.fromkeys(s["output"] for s in sweep["series"])]
+        ceiling = _top_bits(sweep["series"])  # shared by every small multiple of the sweep
+        outputs = list(dict.fromkeys(s["output"] for s in sweep["series"]))
+        by_output = sorted(sweep["series"], key=lambda s: outputs.index(s["output"]))  # stable: series order within
+        return [_line_figure(sweep, s, tolerance, ceiling) for s in by_output]
     if len(axes) == 2:
         top = _top_bits(sweep["series"])
         return [_grid_figure(sweep, s, top) for s in sweep["series"]]
@@ -197,43 +199,68 @@ def _at_labels(values: list[float]) -> list[str]:
     return [f"{v:.6g}" for v in values]
 
 
-def _line_figure(sweep: dict, output: str, tolerance: float | None) -> Figure:
-    """Error bits of one output against the swept input: a series per framework x impl."""
+def _line_figure(sweep: dict, s: dict, tolerance: float | None, ceiling: float) -> Figure:
+    """Error bits of one series (framework x impl x output) against the swept input, on the sweep's shared axes."""
     (axis,) = sweep["axes"]
-    series = [s for s in sweep["series"] if s["output"] == output]
     box = LINE
     left, right = box["left"], box["width"] - box["right"]
     top, bottom = box["top"], box["height"] - box["bottom"]
     values = [float(v) for v in axis["values"]]
     xs = value_scale(axis.get("scale", "linear"), [v for v in values if math.isfinite(v)], left + 6, right - 6)
-    ceiling = _top_bits(series)
 
     def y(bits: float) -> float:
         return bottom - bits / ceiling * (bottom - top)
 
     px = [xs.to_px(v) if math.isfinite(v) else None for v in values]
-    parts = [_frame(left, right, top, bottom), *_x_ticks(xs, top, bottom), *_y_ticks(ceiling, y, left, right)]
-    parts.append(_text((left + right) / 2, box["height"] - 6, _axis_title(axis), "label"))
-    parts.append(_text(14, (top + bottom) / 2, "error bits", "label", rotate=True))
+    parts = [_regions(s, px, (left, right, top, bottom)), _frame(left, right, top, bottom),
+             *_x_ticks(xs, top, bottom), *_y_ticks(ceiling, y, left, right)]
+    parts.append(_text((left + right) / 2, box["height"] - 5, _axis_title(axis), "label"))
+    parts.append(_text(11, (top + bottom) / 2, "error bits", "label", rotate=True))
     tolerance_line, tolerance_label = _tolerance_line(tolerance, y, left, right)
-    threshold_lines, threshold_labels = _threshold_lines(sweep, output, axis["input"], xs, (right, top, bottom))
-    parts += [tolerance_line, threshold_lines]
-    impls = list(dict.fromkeys(s["impl"] for s in sweep["series"]))
-    dashes = [DASHES[impls.index(s["impl"]) % len(DASHES)] for s in series]
-    parts += [_series(s, px, y, bottom, pattern) for s, pattern in zip(series, dashes)]
-    parts += [threshold_labels, tolerance_label]
+    parts += [tolerance_line, _series(s, px, y, bottom), tolerance_label]
     parts.append(f'<line class="guide" x1="0" x2="0" y1="{top}" y2="{bottom}" visibility="hidden"/>')
     data = {"kind": "line", "input": axis["input"], "at": _at_labels(values),
-            "xs": [None if p is None else round(p, 1) for p in px], "series": [_hover_series(s) for s in series]}
-    keys = [(s["framework"], series_label(s), _key(s["framework"], pattern)) for s, pattern in zip(series, dashes)]
-    return Figure(output, _svg(box, parts, f"error bits of {output} against {axis['input']}"), data, None, keys)
+            "xs": [None if p is None else round(p, 1) for p in px], "series": [_hover_series(s)]}
+    caption = f"{series_label(s)} · {s['output']}"
+    return Figure(caption, _svg(box, parts, f"error bits of {caption} against {axis['input']}"), data, s["framework"])
 
 
-def _key(framework: str, pattern: str) -> str:
-    """A series' key: its line pattern and its framework's marker (hollow: colours are verdicts)."""
-    line = '<line class="trace" x1="2" x2="30" y1="7" y2="7"' + (f' stroke-dasharray="{pattern}"' if pattern else "")
-    return (f'<svg class="key" viewBox="0 0 32 14" width="32" height="14" aria-hidden="true">{line}/>'
-            f'{_marker(framework, 16, 7, "hollow", 3.5)}</svg>')
+def _regions(s: dict, px: list[float | None], box: tuple[float, float, float, float]) -> str:
+    """Each run of consecutive points with one verdict other than ok, shaded in the verdict's colour from
+    half-way to its neighbours, its verdict written in place (inside its widest shade, or beside it when
+    narrow): a threshold is where a shade starts or ends."""
+    left, right, top, bottom = box
+    runs: list[list] = []  # [verdict, first point, last point]
+    for i, verdict in enumerate(s["verdicts"]):
+        if px[i] is None:
+            continue
+        if runs and runs[-1][0] == verdict and runs[-1][2] == i - 1:
+            runs[-1][2] = i
+        else:
+            runs.append([verdict, i, i])
+
+    def edge(i: int, j: int) -> float:  # half-way from point i to point j, or the frame beyond the last point
+        if 0 <= j < len(px) and px[j] is not None:
+            return (px[i] + px[j]) / 2
+        return left if j < i else right
+
+    shaded = [(verdict, a, b, edge(a, a - 1), edge(b, b + 1)) for verdict, a, b in runs if verdict != "ok"]
+    widest = {}  # a verdict is named once, at its widest run: thin runs of one verdict would repeat it
+    for k, (verdict, _, _, x0, x1) in enumerate(shaded):
+        if verdict not in widest or x1 - x0 > shaded[widest[verdict]][4] - shaded[widest[verdict]][3]:
+            widest[verdict] = k
+    out = []
+    for k, (verdict, a, b, x0, x1) in enumerate(shaded):
+        row = list(widest.values()).index(k) if k in widest.values() else 0
+        label, room = str(verdict), 6.2 * len(str(verdict)) + 6
+        # inside the shade where it fits, else just beside it (right, or left near the frame's right edge)
+        x, anchor = ((x0 + 3, "start") if x1 - x0 >= room else (x1 + 3, "start") if x1 + room <= right
+                     else (x0 - 3, "end"))
+        y = top + (bottom - top) * (0.42 + 0.14 * (row % 3))  # mid-height: points sit at the top or the bottom
+        out.append(f'<g class="region {verdict_class(verdict)}"><title>{escape(label)}: points {a + 1} to {b + 1}'
+                   f'</title><rect x="{x0:.1f}" y="{top}" width="{max(x1 - x0, 1):.1f}" height="{bottom - top}"/>'
+                   + (_text(x, y, label, anchor=anchor) if k in widest.values() else "") + "</g>")
+    return "".join(out)
 
 
 def _svg(box: dict, parts: list[str], label: str) -> str:
@@ -264,27 +291,7 @@ def _tolerance_line(tolerance: float | None, y: Callable[[float], float], left: 
             _text(right - 4, y(bits) - 4, said, "tol", anchor="end"))
 
 
-def _threshold_lines(sweep: dict, output: str, name: str, xs: Scale, box: tuple[float, float, float]) -> tuple[str, str]:
-    """A dashed vertical line where each of this output's verdicts starts, numbered as in the list under the plot:
-    the lines, and their labels (drawn above the points). Where thresholds coincide their numbers share a label;
-    each line and number says its framework, for the filter."""
-    right, top, bottom = box
-    at: dict[float, list[tuple[int, str]]] = {}
-    for number, t in enumerate(sweep.get("thresholds", []), 1):
-        if t.get("output") == output and t.get("input") == name and _finite(t.get("at")):
-            at.setdefault(round(xs.to_px(float(t["at"])), 1), []).append((number, escape(str(t.get("framework")))))
-    lines, labels = [], []
-    for row, (x, marks) in enumerate(sorted(at.items())):
-        lines += [f'<line data-fw="{fw}" x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{bottom}"/>'
-                  for fw in dict.fromkeys(fw for _, fw in marks)]
-        numbers = "".join(f'<tspan data-fw="{fw}">[{n}]</tspan>' for n, fw in marks)
-        anchor = "end" if x > right - 90 else "start"  # labels near the right edge grow leftwards
-        labels.append(f'<text x="{x + (-3 if anchor == "end" else 3):.1f}" y="{top + 11 + 12 * (row % 3):.1f}" '
-                      f'text-anchor="{anchor}">{numbers}</text>')
-    return f'<g class="threshold">{"".join(lines)}</g>', f'<g class="threshold">{"".join(labels)}</g>'
-
-
-def _series(s: dict, px: list[float | None], y: Callable[[float], float], bottom: float, pattern: str) -> str:
+def _series(s: dict, px: list[float | None], y: Callable[[float], float], bottom: float) -> str:
     """A series' trace (broken where bits are unmeasured) and its points; unmeasured points are grey crosses."""
     path, pen_down, points = [], False, []
     for x, bits, verdict in zip(px, s["error_bits"], s["verdicts"]):
@@ -296,7 +303,7 @@ def _series(s: dict, px: list[float | None], y: Callable[[float], float], bottom
         path.append(f"{'L' if pen_down else 'M'}{x:.1f},{y(bits):.1f}")
         pen_down = True
         points.append(_marker(s["framework"], x, y(bits), verdict_class(verdict)))
-    trace = f'<path class="trace" d="{"".join(path)}"' + (f' stroke-dasharray="{pattern}"' if pattern else "") + "/>"
+    trace = f'<path class="trace" d="{"".join(path)}"/>'
     return f'<g class="series" data-fw="{escape(str(s["framework"]))}">{trace}{"".join(points)}</g>'
 
 
@@ -324,7 +331,7 @@ def _grid_figure(sweep: dict, s: dict, ceiling: float) -> Figure:
             "at": [_at_labels(first["values"]), _at_labels(second["values"])], "series": [_hover_series(s)]}
     caption = f"{series_label(s)} · {s['output']}"
     return Figure(caption, _svg(box, parts, f"error bits of {caption} over {first['input']} and {second['input']}"),
-                  data, s["framework"], [])
+                  data, s["framework"])
 
 
 def _cells(bits: list, n0: int, n1: int, ceiling: float, box: tuple[float, float, float, float]) -> list[str]:
