@@ -134,7 +134,19 @@ class Case:
 
 
 def load(path: str | Path, max_elements: int = DEFAULT_MAX_ELEMENTS) -> Case:
-    """Load and validate one case file; raise CaseError on any bad input."""
+    """Load and validate one case file; raise CaseError on any bad input.
+
+    Total: whatever goes wrong while reading, validating or building a case's inputs (an exception nobody
+    foresaw included) is a CaseError naming the file, so one file never ends a batch."""
+    try:
+        return _load(path, max_elements)
+    except CaseError:
+        raise
+    except (Exception, RecursionError) as e:  # noqa: BLE001 - a bug or a limit hit: still this file's message
+        raise CaseError(str(path), None, f"cannot load: {type(e).__name__}: {str(e)[:300]}") from None
+
+
+def _load(path: str | Path, max_elements: int) -> Case:
     file = str(path)
     try:
         text = yamlio.read(path)
@@ -171,14 +183,17 @@ def load(path: str | Path, max_elements: int = DEFAULT_MAX_ELEMENTS) -> Case:
                 inputs[name] = exact_value(value, max_elements)
         except InputError as e:
             raise fail(("inputs", name, *e.path), str(e)) from None
+        except (ArithmeticError, ValueError, TypeError, MemoryError, RecursionError) as e:  # numpy's or mpmath's own
+            raise fail(("inputs", name), f"cannot build this input: {type(e).__name__}: {str(e)[:300]}") from None
     if len(sweeps) > MAX_SWEEPS:
         raise fail(("inputs", list(sweeps)[MAX_SWEEPS]), f"at most {MAX_SWEEPS} inputs may sweep (a grid); "
                                                          f"{', '.join(sweeps)} do")
     points = math.prod(len(s.values) for s in sweeps.values())
     per_point = sum(1 if name in sweeps else v.size for name, v in inputs.items())
     if points * per_point > max_elements:
-        raise fail(("inputs", next(iter(sweeps))), f"{points} points x {per_point} input elements make "
-                                                   f"{points * per_point}, more than the cap of {max_elements}")
+        largest = next(iter(sweeps)) if sweeps else max(inputs, key=lambda name: inputs[name].size)
+        raise fail(("inputs", largest), f"{points} points x {per_point} input elements make "
+                                        f"{points * per_point}, more than the cap of {max_elements}")
     wrt = spec.wrt if spec.wrt is not None else list(spec.inputs)
     for k, name in enumerate(wrt):
         if name not in spec.inputs:

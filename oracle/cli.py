@@ -12,6 +12,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from oracle import budget
 from oracle import case as case_io
 from oracle import report
 from oracle.case import CaseError
@@ -24,6 +25,10 @@ PATHS = typer.Argument(..., help="Case files (.yaml) or folders searched recursi
 MAX_ELEMENTS = typer.Option(case_io.DEFAULT_MAX_ELEMENTS, "--max-elements", help="Largest input array a case may make.")
 FRAMEWORK = typer.Option(None, "--framework", "-f", help="Only these frameworks (tf, torch, jax); repeatable.")
 DTYPE = typer.Option(None, "--dtype", "-d", help="Evaluate at these dtypes instead of the case's (float32, float64, float16); repeatable.")
+TIMEOUT = typer.Option(budget.DEFAULT_TIMEOUT_S, "--timeout", min=0.001,
+                       help="Seconds a case may run: its reference, condition numbers, gradient check and shadow get "
+                            "shares of it (a part that runs out leaves uncertain rows saying so); past it the case "
+                            "is an error.")
 MAX_PRECISION = typer.Option(4096, "--max-precision", help="Highest mpmath precision (bits) for certifying the reference.")
 
 
@@ -44,7 +49,7 @@ def _shape_errors(cases: list) -> tuple[list, list[CaseError]]:
         try:
             check_shapes(case)
             good.append(case)
-        except ValueError as e:
+        except Exception as e:  # noqa: BLE001 - ValueError names its field; anything else is still this file's
             field, _, message = str(e).partition(": ")
             line = case_io.line_in(case, field)
             errors.append(CaseError(case.file, field, message, line))
@@ -75,14 +80,17 @@ def _valid(paths: list[Path], max_elements: int) -> tuple[list, list[CaseError]]
     return cases, errors
 
 
-def _run_or_error(case, **options) -> dict:
-    """The case's result (`options` are run_case's), or its error_result, said on stderr, when the tool crashed."""
+def _run_or_error(case, timeout: float | None = None, **options) -> dict:
+    """The case's result (`options` are run_case's) within `timeout` seconds, or its error_result, said on stderr,
+    when the tool crashed or the time ran out."""
     from oracle.runner import run_case
 
     try:
-        return run_case(case, **options)
-    except Exception as e:  # a bug or an unsupported construct in one case must not lose the others
-        result = report.error_result(case, f"{type(e).__name__}: {e}")
+        with budget.limit(budget.CASE_PART, timeout):
+            return run_case(case, **options)
+    except (Exception, budget.OutOfBudget) as e:  # a bug or an unsupported construct in one case must not lose
+        message = budget.timed_out(timeout) if isinstance(e, budget.OutOfBudget) else f"{type(e).__name__}: {e}"
+        result = report.error_result(case, message)  # the others
         typer.echo(f"error: {case.file}: {result['error']}", err=True)
         return result
 
@@ -95,6 +103,7 @@ def run(
     json_out: bool = typer.Option(False, "--json", help="Print one JSON document instead of tables."),
     max_precision: int = MAX_PRECISION,
     max_elements: int = MAX_ELEMENTS,
+    timeout: float = TIMEOUT,
 ) -> None:
     """Evaluate cases in each framework and compare with the certified reference.
 
@@ -113,7 +122,7 @@ def run(
     console = Console(width=None if sys.stdout.isatty() else 160)
     results = []
     for case in cases:
-        result = _run_or_error(case, frameworks=framework, dtypes=dtype, max_precision=max_precision)
+        result = _run_or_error(case, timeout, frameworks=framework, dtypes=dtype, max_precision=max_precision)
         results.append(result)
         if not json_out and "error" not in result:
             report.print_case(console, result)
@@ -150,6 +159,9 @@ def audit_command(
     dtype: list[str] | None = DTYPE,
     max_precision: int = MAX_PRECISION,
     max_elements: int = MAX_ELEMENTS,
+    max_memory: float = typer.Option(8.0, "--max-memory", min=0,
+                                     help="GiB of address space per worker (0: no cap); a case that needs more is "
+                                          "an error, not the out-of-memory killer's choice."),
 ) -> None:
     """Audit a corpus in parallel worker processes and write OUT/report.json, report.md, report.html and junit.xml.
 
@@ -173,7 +185,8 @@ def audit_command(
                             max_precision, max_elements)
     invalid = _invalid(errors)
     started = time.monotonic()
-    doc = audit.run(cases, out, paths, invalid, options, jobs, timeout, resume)
+    doc = audit.run(cases, out, paths, invalid, options, jobs, timeout, resume,
+                    max_memory=int(max_memory * (1 << 30)) or None)
     results = doc["cases"]
     typer.echo(f"audited {len(results)} cases in {time.monotonic() - started:.0f} s: "
                f"{sum('error' in r for r in results)} errored, "
@@ -189,6 +202,7 @@ def check(
     update: bool = typer.Option(False, "--update", help="Rewrite each case's expect to the verdicts observed with "
                                 "the installed versions (the rest of the file is kept byte for byte)."),
     max_elements: int = MAX_ELEMENTS,
+    timeout: float = TIMEOUT,
 ) -> None:
     """Run cases and compare their verdicts with their expect field: regression tests for upstream fixes.
 
@@ -209,7 +223,7 @@ def check(
     tally: Counter = Counter()
     versions: set[str] = set()
     for case in cases:
-        result = _run_or_error(case, frameworks=framework)
+        result = _run_or_error(case, timeout, frameworks=framework)
         if "error" in result:
             tally["could not run"] += 1
             continue

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from oracle import __version__, compare, formula, reference, report, rewrites, shadow, sweep
+from oracle import __version__, budget, compare, formula, reference, report, rewrites, shadow, sweep
 from oracle.case import Case
 from oracle.classify import Evidence
 from oracle.floats import Format, error_bits, fmt, round_array, ulps
@@ -48,11 +48,15 @@ def run_case(case: Case, frameworks: list[str] | None = None, dtypes: list[str] 
         f = fmt(dtype)
         inputs = {name: round_array(value, f) for name, value in exact_inputs.items()}
         swept[dtype] = {name: inputs[name] for name in case.sweeps}
-        ref = reference.compute(program, inputs, f, cap=max_precision)
+        ref = _reference(program, inputs, f, max_precision)
         precision = ref.precision
         prec = max(precision, START_PRECISION)
         try:
-            kappa = condition_numbers(program, inputs, prec)
+            if precision == 0:
+                raise ValueError("no component of the reference is certified")
+            kappa, short = budget.attempt(KAPPA_PART, lambda: condition_numbers(program, inputs, prec), share=0.5)
+            if kappa is None:
+                raise ValueError(short)
             kappas, method = [np.where(a, k, None) for k, a in zip(kappa.kappa, kappa.agrees)], kappa.method
         except (UnsupportedPrimitive, InexactLiteral, NotImplementedError, ValueError) as e:  # second derivatives
             kappas, method = None, f"unavailable: {type(e).__name__}: {e}"  # of this reference are out of reach
@@ -101,6 +105,23 @@ def run_case(case: Case, frameworks: list[str] | None = None, dtypes: list[str] 
     return result
 
 
+# Shares of the time a case has left (oracle.budget), given to each expensive part as it starts: the reference
+# first (its gradient check gets half of what the reference leaves), then condition numbers, then each shadow
+# replay and exact evaluation the classification asks for. A part that runs out leaves the rest intact.
+REFERENCE_SHARE, KAPPA_PART, SHADOW_PART, EXACT_PART = 0.5, "kappa", "shadow", "exact formula"
+
+
+def _reference(program, inputs: dict, f: Format, cap: int) -> reference.Reference:
+    """The certified reference, or, when not one precision finished within its budget or mpmath cannot hold the
+    exact values (exp nested six deep), one that certifies nothing and says why."""
+    try:
+        ref, short = budget.attempt(reference.REFERENCE_PART, lambda: reference.compute(program, inputs, f, cap=cap),
+                                    share=REFERENCE_SHARE)
+    except (ArithmeticError, MemoryError) as e:  # OverflowError: int too big to convert, deep in mpmath
+        ref, short = None, f"mpmath cannot evaluate the exact reference: {type(e).__name__}: {e}"
+    return ref if ref is not None else reference.unavailable(program, f, cap, short)
+
+
 def _no_shadow():
     return None
 
@@ -116,7 +137,9 @@ def _shadow(case: Case, tree: formula.Node, label: str, inputs: dict, f: Format,
     if exact is not None:
         prec = max(prec, 2 * exact.precision)
     try:
-        replay = shadow.run(tree, inputs, case.wrt, f, prec, case.spec.tolerance_bits, batched=bool(case.sweeps))
+        replay, short = budget.attempt(SHADOW_PART, lambda: shadow.run(tree, inputs, case.wrt, f, prec,
+                                                                       case.spec.tolerance_bits,
+                                                                       batched=bool(case.sweeps)), share=0.5)
     except shadow.ShadowUnavailable as e:
         said, replay = f"unavailable: {e}", None
     except Exception as e:  # an impl's library call the shadow cannot trace: no traced cause, the rest still classifies
@@ -124,7 +147,7 @@ def _shadow(case: Case, tree: formula.Node, label: str, inputs: dict, f: Format,
             raise
         said, replay = f"unavailable: {type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}", None
     else:
-        said = f"replayed {len(replay.ops)} operations"
+        said = f"replayed {len(replay.ops)} operations" if replay is not None else f"unavailable: {short}"
     if label == "formula":
         block["shadow"] = said
     else:
@@ -138,7 +161,9 @@ def _exact(case: Case, tree: formula.Node, inputs: dict, f: Format, cap: int) ->
     try:
         program = trace(tree, {n: v.shape for n, v in inputs.items()}, case.wrt,
                         ops={**jax_backend.OPS, **native_ops("jax")}, batched=bool(case.sweeps))
-        return reference.compute(program, inputs, f, cap=cap, diff_limit=0)
+        exact, _ = budget.attempt(EXACT_PART, lambda: reference.compute(program, inputs, f, cap=cap, diff_limit=0),
+                                  share=0.5)
+        return exact
     except Exception:  # noqa: BLE001 - no certified evaluation: classification falls back on other evidence
         return None
 
@@ -213,6 +238,10 @@ def check_shapes(case: Case) -> None:
             jaxpr = jax.make_jaxpr(partial(formula.evaluate, tree, ops=ops))(avals)
         except Exception as e:  # JAX raises TypeError/ValueError with the shapes in the message
             raise ValueError(f"{field}: {str(e).splitlines()[0]}") from None
+        kinds = {np.dtype(a.dtype).kind for a in jaxpr.out_avals}
+        if kinds != {"f"}:  # `z != e` traces to a bool: no framework's gradient or reference means anything there
+            raise ValueError(f"{field}: it computes {', '.join(str(a.dtype) for a in jaxpr.out_avals)}, not a real "
+                             "number (a comparison or a logical expression is not a log-prob, loss or KL)")
         size, shape = jax_backend.largest_in_jaxpr(jaxpr)
         if case.sweeps:  # every value gets a leading axis of the points
             size, shape = size * case.points, (case.points, *shape)
