@@ -76,7 +76,7 @@ def _valid(paths: list[Path], max_elements: int) -> tuple[list, list[CaseError]]
     cases, shape_errors = _shape_errors(cases) if cases else (cases, [])
     errors += shape_errors
     for e in errors:
-        typer.echo(f"invalid: {e}", err=True)
+        typer.echo(report.visible(f"invalid: {e}"), err=True)
     return cases, errors
 
 
@@ -91,7 +91,7 @@ def _run_or_error(case, timeout: float | None = None, **options) -> dict:
     except (Exception, budget.OutOfBudget) as e:  # a bug or an unsupported construct in one case must not lose
         message = budget.timed_out(timeout) if isinstance(e, budget.OutOfBudget) else f"{type(e).__name__}: {e}"
         result = report.error_result(case, message)  # the others
-        typer.echo(f"error: {case.file}: {result['error']}", err=True)
+        typer.echo(report.visible(f"error: {case.file}: {result['error']}"), err=True)
         return result
 
 
@@ -142,7 +142,7 @@ def validate(paths: list[Path] = PATHS, max_elements: int = MAX_ELEMENTS) -> Non
     """
     cases, errors = _valid(paths, max_elements)
     for case in cases:
-        typer.echo(f"ok: {case.file} ({case.id})")
+        typer.echo(report.visible(f"ok: {case.file} ({case.id})"))
     raise typer.Exit(2 if errors else 0)
 
 
@@ -232,7 +232,7 @@ def check(
             tally[{True: "held", False: "failed", None: "not checked"}[outcome["passed"]]] += 1
             versions.add(outcome["version"])
             if outcome["passed"] is not True:
-                typer.echo(line(case.file, case.id, outcome))
+                typer.echo(report.visible(line(case.file, case.id, outcome)))
         if update:
             tally[_update_expect(case, result)] += 1
     said = ", ".join(f"{tally[k]} {k}" for k in ("held", "failed", "not checked"))
@@ -253,17 +253,17 @@ def _update_expect(case, result: dict) -> str:
     rows = result["results"]
     want, notes = expect.updated(case.expect, rows, versions({row["framework"] for row in rows}))
     for note in notes:
-        typer.echo(f"{case.file} ({case.id}): {note}")
+        typer.echo(report.visible(f"{case.file} ({case.id}): {note}"))
     try:
         text = yamlio.read(case.file)
         new = expect.rewrite(text, want)
     except (OSError, UnicodeDecodeError, ValueError) as e:  # ValueError: YAML it cannot edit safely
-        typer.echo(f"error: {case.file}: expect not updated: {e}", err=True)
+        typer.echo(report.visible(f"error: {case.file}: expect not updated: {e}"), err=True)
         return "not updated"
     if new == text:
         return "unchanged"
     Path(case.file).write_bytes(new.encode())
-    typer.echo(f"updated: {case.file} ({case.id})")
+    typer.echo(report.visible(f"updated: {case.file} ({case.id})"))
     return "updated"
 
 
@@ -288,11 +288,11 @@ def diff_command(
         try:
             docs.append(diff.read(path.read_text(encoding="utf-8")))
         except (OSError, UnicodeDecodeError, diff.ReportError) as e:
-            typer.echo(f"error: {path}: not a readable report: {e}", err=True)
+            typer.echo(report.visible(f"error: {path}: not a readable report: {e}"), err=True)
             raise typer.Exit(2) from None
     changes = diff.compare(*docs)
     for text in diff.lines(changes, str(old), str(new)):
-        typer.echo(text)
+        typer.echo(report.visible(text))
     raise typer.Exit(1 if changes["regressed"] else 0)
 
 

@@ -17,7 +17,8 @@ STYLE = {"ok": "green", "error": "magenta", "uncertain": "yellow", "domain": "cy
 
 def case_table(result: dict) -> Table:
     summed = " (gradients are of the sum of the formula's elements)" if result["summed"] else ""
-    table = Table(title=escape(f"{result['id']}: {result['title']}{summed}"), title_justify="left", expand=False)
+    table = Table(title=escape(visible(f"{result['id']}: {result['title']}{summed}")), title_justify="left",
+                  expand=False)
     impls = _has_impls(result)
     for column, justify in [("framework", "left"), *([("impl", "left")] if impls else []), ("dtype", "left"),
                             ("output", "left"), ("worst at", "left"),
@@ -26,12 +27,20 @@ def case_table(result: dict) -> Table:
         table.add_column(column, justify=justify, overflow="fold")
     for row in result["results"]:
         index = _where(row)
-        table.add_row(row["framework"], *([row["impl"]] if impls else []), row["dtype"], row["output"], index,
+        table.add_row(row["framework"], *([visible(row["impl"])] if impls else []), row["dtype"], visible(row["output"]),
+                      visible(index),
                       row["got"] or "-", row["reference"] or "-",
                       row["reference_digits"] or "-", "-" if row["ulps"] is None else str(row["ulps"]),
                       row["error_bits"] or "-", row["kappa"] or "-",
                       Text(row["verdict"] + (" (inherent)" if row["inherent"] else ""), style=STYLE.get(row["verdict"], "")))
     return table
+
+
+def visible(text: object) -> str:
+    """`text` with every control or other unprintable character shown as its escape (an ESC from a case title
+    becomes `\\x1b`): what a case file says reaches a terminal as text, never as a command to it."""
+    text = str(text)
+    return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def header(case) -> dict:
@@ -79,6 +88,8 @@ def _has_impls(result: dict) -> bool:
 
 
 def print_case(console: Console, result: dict) -> None:
+    """A case's table and notes; every string that came from the case file is made `visible` on the way."""
+    console = _Visible(console)
     console.print(case_table(result))
     for dtype, ref in result["reference"].items():
         console.print(f"  reference {dtype}: certified at {ref['precision_bits']} bits; gradient check: {ref['gradient_check']}; "
@@ -98,6 +109,17 @@ def print_case(console: Console, result: dict) -> None:
             console.print(f"    rewrite {r['before']} -> {r['after']}: {r['error_bits']} bits", style="green" if
                           r["within_tolerance"] else "yellow", highlight=False, markup=False)
     console.print()
+
+
+class _Visible:
+    """A console whose print shows control characters in plain strings as escapes (tables are made visible cell
+    by cell in case_table)."""
+
+    def __init__(self, console: Console):
+        self._console = console
+
+    def print(self, *objects, **options) -> None:
+        self._console.print(*(visible(o) if isinstance(o, str) else o for o in objects), **options)
 
 
 def _print_sweep(console: Console, sweep: dict) -> None:
