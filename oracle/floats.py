@@ -178,7 +178,7 @@ def nstr(x, n: int) -> str:
     if parts is None or not parts[1] or abs(parts[2] + parts[3]) < HUGE_EXPONENT:
         return mpmath.nstr(x, n)
     sign, man, exp, bits = parts
-    if abs(exp + bits) > 1 << 64:  # even the decimal exponent has too many digits to write: its binary magnitude
+    if abs(exp + bits).bit_length() > 4000:  # the decimal exponent has too many digits to write: its binary one
         return f"{'-' if sign else ''}2**{'-' if exp + bits < 0 else ''}({mpmath.nstr(mpmath.mpf(abs(exp + bits)), n)})"
     with mpmath.workprec(4 * n + 2 * (abs(exp) + bits).bit_length() + 16):
         log10 = (mpmath.log(man) + exp * mpmath.ln2) / mpmath.ln10
