@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSche
 
 from oracle import expect as expectations
 from oracle import formula, native, yamlio
+from oracle.floats import FORMATS
 from oracle.formula import FormulaError
 from oracle.inputs import GENERATORS, MAX_SWEEPS, SWEEPS, InputError, Sweep, exact_value, is_sweep, sweep
 
@@ -185,6 +186,11 @@ def _load(path: str | Path, max_elements: int) -> Case:
             raise fail(("inputs", name, *e.path), str(e)) from None
         except (Exception, RecursionError) as e:  # noqa: BLE001 - numpy's or mpmath's own, or a bug: this input's
             raise fail(("inputs", name), f"cannot build this input: {type(e).__name__}: {str(e)[:300]}") from None
+        overflowing = _draws_overflow(value, inputs[name], spec.dtypes)
+        if overflowing:
+            raise fail(("inputs", name, *value), f"draws reach {overflowing[1]:.4g}, beyond the largest {overflowing[0]} "
+                                                 f"({float(FORMATS[overflowing[0]].max_finite):.4g}): they would be inf; "
+                                                 "make the spread smaller")
     if len(sweeps) > MAX_SWEEPS:
         raise fail(("inputs", list(sweeps)[MAX_SWEEPS]), f"at most {MAX_SWEEPS} inputs may sweep (a grid); "
                                                          f"{', '.join(sweeps)} do")
@@ -220,6 +226,18 @@ def _load(path: str | Path, max_elements: int) -> Case:
     digest = hashlib.sha256(text.encode()).hexdigest()[:16]
     return Case(spec, file, trees.get("formula"), trees.get("reference", trees.get("formula")), inputs, wrt, digest,
                 dict(data.lines), impls, max_elements, sweeps, expect)
+
+
+def _draws_overflow(spec, value: np.ndarray, dtypes: list[str]) -> tuple[str, float] | None:
+    """(dtype, largest draw) when a random generator's draws round to infinity in one of the case's dtypes: a
+    sampler's parameters chosen for float64 that float16 or float32 cannot hold (explicit infs stay allowed)."""
+    if not (isinstance(spec, dict) and set(spec) & {"normal", "uniform"}) or not value.size:
+        return None
+    largest = max(abs(float(v)) for v in value.ravel())
+    for dtype in dtypes:
+        if largest > FORMATS[dtype].max_finite:
+            return dtype, largest
+    return None
 
 
 def _runs(spec: CaseSpec, impls: dict[str, list[tuple[str, formula.Node]]], wrt: list[str]) -> dict[str, dict]:
