@@ -51,6 +51,8 @@ def _shape_errors(cases: list) -> tuple[list, list[CaseError]]:
             good.append(case)
         except Exception as e:  # noqa: BLE001 - ValueError names its field; anything else is still this file's
             field, _, message = str(e).partition(": ")
+            if type(e) is not ValueError or field not in ("formula", "reference"):
+                field, message = "formula", f"cannot trace it: {type(e).__name__}: {str(e)[:300]}"
             line = case_io.line_in(case, field)
             errors.append(CaseError(case.file, field, message, line))
     return good, errors

@@ -45,6 +45,7 @@ def run_case(case: Case, frameworks: list[str] | None = None, dtypes: list[str] 
                     batched=batched)
     results, references, series, swept = [], {}, [], {}
     for dtype in dtypes:
+        budget.check()  # the case's own deadline, at a point where no framework is half way through anything
         f = fmt(dtype)
         inputs = {name: round_array(value, f) for name, value in exact_inputs.items()}
         swept[dtype] = {name: inputs[name] for name in case.sweeps}
@@ -72,6 +73,7 @@ def run_case(case: Case, frameworks: list[str] | None = None, dtypes: list[str] 
             modes[framework] = subnormal_mode(framework, f)
             rows_of[framework], series_of[framework] = [], []
             for label, tree in runs:
+                budget.check()
                 if label == "formula":  # JAX's shadow of the formula: traced for JAX, a model of tf and torch
                     make_shadow, make_exact = formula_shadow, formula_exact
                 elif framework == "jax":  # the shadow replays the JAX impl itself

@@ -3,6 +3,7 @@ markup into what the tool prints. Each was a crash, a hang or a raw pass-through
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import struct
@@ -251,3 +252,50 @@ def test_math_is_untouched_by_escaping():
     assert markdown.prose("x <= 0.5 & y > 1") == "x <= 0.5 & y > 1"
     assert report.visible("exp(-z) overflowed") == "exp(-z) overflowed"
     assert math.isclose(float(nstr(mpmath.mpf("1.5e300"), 6)), 1.5e300)
+
+
+# --- the command line -----------------------------------------------------------------------------------------------
+
+def test_run_times_a_case_out_and_runs_the_others(tmp_path, monkeypatch):
+    """`oracle run --timeout`: a case past its deadline (here one that only ever reaches the pipeline's safe
+    points, as a slow framework evaluation does) is an error row; the next case runs."""
+    from typer.testing import CliRunner
+
+    import oracle.runner
+    from oracle.cli import app
+
+    real = oracle.runner.run_case
+
+    def slow_first(case, **options):
+        while case.id == "a":
+            budget.check()
+            time.sleep(0.01)
+        return real(case, **options)
+
+    monkeypatch.setattr(oracle.runner, "run_case", slow_first)
+    (tmp_path / "a.yaml").write_text(case_text("  x: [1.0, 2.0]").replace("id: c", "id: a"))
+    (tmp_path / "b.yaml").write_text(case_text("  x: [1.0, 2.0]").replace("id: c", "id: b"))
+    start = time.monotonic()
+    ran = CliRunner().invoke(app, ["run", str(tmp_path), "--json", "--timeout", "0.5"])
+    assert ran.exit_code == 2, ran.output
+    doc = json.loads(ran.stdout)
+    assert [c.get("error") for c in doc["cases"]] == ["timed out after 0.5 s", None]
+    assert {r["verdict"] for r in doc["cases"][1]["results"]} == {"ok"} and time.monotonic() - start < 30
+
+
+def test_an_unforeseen_exception_while_tracing_is_the_files_message(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    import oracle.runner
+    from oracle.cli import app
+
+    path = tmp_path / "c.yaml"
+    path.write_text(case_text("  x: [1.0, 2.0]"))
+
+    def broken(case):
+        raise KeyError("a bug nobody foresaw")
+
+    monkeypatch.setattr(oracle.runner, "check_shapes", broken)
+    ran = CliRunner().invoke(app, ["validate", str(path)])
+    assert ran.exit_code == 2
+    assert f"invalid: {path}:6: formula: cannot trace it: KeyError: 'a bug nobody foresaw'" in ran.stderr
