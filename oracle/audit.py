@@ -44,7 +44,7 @@ RESULTS, LOG = "results.jsonl", "workers.log"
 KEY = "environment_key"  # each results.jsonl line carries it: --resume reuses only results of the same key
 _READY = "ready"
 MAX_MEMORY = 8 << 30  # bytes of address space per worker (about 3.5 GiB of it is the three frameworks' own)
-GRACE_S = budget.GRACE_S + 5.0  # a worker whose case overran its timeout gets this long to report it before it is killed
+GRACE_S = budget.GRACE_S + 5.0  # a worker whose case overran --timeout gets this long to report it, then is killed
 
 
 @dataclass(frozen=True)

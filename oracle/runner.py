@@ -59,7 +59,8 @@ def run_case(case: Case, frameworks: list[str] | None = None, dtypes: list[str] 
             if kappa is None:
                 raise ValueError(short)
             kappas, method = [np.where(a, k, None) for k, a in zip(kappa.kappa, kappa.agrees)], kappa.method
-        except (UnsupportedPrimitive, InexactLiteral, NotImplementedError, ValueError) as e:  # second derivatives
+        except (UnsupportedPrimitive, InexactLiteral, NotImplementedError, ValueError,
+                ArithmeticError) as e:  # second derivatives
             kappas, method = None, f"unavailable: {type(e).__name__}: {e}"  # of this reference are out of reach
         block = {"domain": ref.domain, "gradient_check": ref.gradient_check, "precision_bits": precision,
                  "condition": method, "subnormals": {}}
