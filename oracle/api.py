@@ -72,8 +72,10 @@ def check_shapes(cases: list[Case]) -> tuple[list[Case], list[CaseError]]:
         try:
             trace_shapes(case)
             good.append(case)
-        except ValueError as e:
+        except Exception as e:  # noqa: BLE001 - ValueError names its field; anything else is still this file's
             field, _, message = str(e).partition(": ")
+            if type(e) is not ValueError or field not in ("formula", "reference"):
+                field, message = "formula", f"cannot trace it: {type(e).__name__}: {str(e)[:300]}"
             errors.append(CaseError(case.file, field, message, case_io.line_in(case, field)))
     return good, errors
 
@@ -103,30 +105,35 @@ def collect(sources: Source | Iterable[Source], max_elements: int = case_io.DEFA
     return given + good, errors + shape_errors
 
 
-def run_one(case: Case, **options) -> dict:
-    """The case's result (`options` are runner.run_case's), or, when the tool itself raised, its error_result:
-    one case's crash never loses the others."""
-    from oracle import runner
+def run_one(case: Case, timeout: float | None = None, **options) -> dict:
+    """The case's result (`options` are runner.run_case's) within `timeout` seconds (oracle.budget), or, when the
+    tool itself raised or the time ran out, its error_result: one case's crash never loses the others."""
+    from oracle import budget, runner
 
     try:
-        return runner.run_case(case, **options)
-    except Exception as e:  # a bug or an unsupported construct in one case
-        return report.error_result(case, f"{type(e).__name__}: {e}")
+        with budget.limit(budget.CASE_PART, timeout):
+            return runner.run_case(case, **options)
+    except (Exception, budget.OutOfBudget) as e:  # a bug or an unsupported construct in one case
+        message = budget.timed_out(timeout) if isinstance(e, budget.OutOfBudget) else f"{type(e).__name__}: {e}"
+        return report.error_result(case, message)
 
 
 def run(cases: Source | Iterable[Source], frameworks: list[str] | None = None, dtypes: list[str] | None = None,
         max_precision: int = 4096, max_elements: int = case_io.DEFAULT_MAX_ELEMENTS,
-        invalid: Iterable[CaseError] = (), on_result: Callable[[dict], None] | None = None) -> dict:
+        invalid: Iterable[CaseError] = (), on_result: Callable[[dict], None] | None = None,
+        timeout: float | None = None) -> dict:
     """Evaluate cases (a Case, a file, a folder, a mapping, or a list of them) and return the `--json` document.
 
     `frameworks` narrows each case's list, `dtypes` replaces it; `invalid` are errors found earlier (the
-    command line's), listed with those found here; `on_result` sees each case's result as it is made."""
+    command line's), listed with those found here; `on_result` sees each case's result as it is made; each case
+    has `timeout` seconds (None: no limit)."""
     from oracle.runner import environment
 
     found, errors = collect(cases, max_elements)
     results = []
     for case in found:
-        results.append(run_one(case, frameworks=frameworks, dtypes=dtypes, max_precision=max_precision))
+        results.append(run_one(case, timeout=timeout, frameworks=frameworks, dtypes=dtypes,
+                               max_precision=max_precision))
         if on_result is not None:
             on_result(results[-1])
     used = sorted({r["framework"] for res in results for r in res["results"]})

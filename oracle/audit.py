@@ -17,8 +17,11 @@ import math
 import multiprocessing
 import os
 import platform
+import shutil
 import signal
 import sys
+import tempfile
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -32,7 +35,7 @@ import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from oracle import __version__, report
+from oracle import __version__, budget, report
 from oracle.case import DEFAULT_MAX_ELEMENTS, Case
 from oracle.frameworks import BACKENDS, LIBRARIES, PACKAGES
 
@@ -40,6 +43,8 @@ RUNNER = "oracle.runner:run_case"  # "module:function", imported by each worker;
 RESULTS, LOG = "results.jsonl", "workers.log"
 KEY = "environment_key"  # each results.jsonl line carries it: --resume reuses only results of the same key
 _READY = "ready"
+MAX_MEMORY = 8 << 30  # bytes of address space per worker (about 3.5 GiB of it is the three frameworks' own)
+GRACE_S = budget.GRACE_S + 5.0  # a worker whose case overran --timeout gets this long to report it, then is killed
 
 
 @dataclass(frozen=True)
@@ -54,7 +59,7 @@ class Options:
 
 def run(cases: list[Case], out: Path, roots: list[Path], invalid: list[dict], options: Options = Options(),
         jobs: int | None = None, timeout: float = 300.0, resume: bool = False, runner: str = RUNNER,
-        show_progress: bool = True) -> dict:
+        show_progress: bool = True, max_memory: int | None = MAX_MEMORY) -> dict:
     """Audit `cases` (found under `roots`) into the folder `out`; return the report document.
 
     `invalid` lists the files that could not be loaded ({file, field, line, message}); they are reported, not run.
@@ -69,7 +74,8 @@ def run(cases: list[Case], out: Path, roots: list[Path], invalid: list[dict], op
     todo = [case for case in cases if case.id not in done]
     with Journal(out / RESULTS, key, done.values()) as journal, \
             _Bar(len(cases), done.values(), show_progress) as bar:
-        for case, result in _pool(todo, jobs or os.cpu_count() or 1, timeout, runner, options, out / LOG):
+        for case, result in _pool(todo, jobs or os.cpu_count() or 1, timeout, runner, options, out / LOG,
+                                  max_memory):
             done[case.id] = journal.append(result)
             bar.advance(result)
     results = [_reported(done[case.id], roots) for case in cases if case.id in done]
@@ -209,18 +215,26 @@ class _Bar:
 # --- the worker pool ---------------------------------------------------------------------------------------------------
 
 def _pool(cases: list[Case], jobs: int, timeout: float, runner: str, options: Options,
-          log: Path) -> Iterator[tuple[Case, dict]]:
+          log: Path, max_memory: int | None = None) -> Iterator[tuple[Case, dict]]:
     """Run `cases` on `jobs` workers; yield (case, result) as each ends, an error result if it cost its worker.
 
-    A worker that dies or times out is killed and, while cases remain, replaced."""
+    A worker that dies or times out is killed and, while cases remain, replaced. Workers die with the audit:
+    SIGTERM and SIGHUP end the parent through its `finally` (which kills them), and a parent killed outright takes
+    them with it (PR_SET_PDEATHSIG); their temporary files (TensorFlow's autograph modules) live in one folder
+    removed at the end, or by the next audit when this one was killed."""
     context = multiprocessing.get_context("spawn")
     pending = deque(cases)
+    _remove_stale_scratch()
+    scratch = tempfile.mkdtemp(prefix=f"{SCRATCH}{os.getpid()}-")
+    limits = (timeout, max_memory, scratch)
 
     def start() -> _Worker:
-        return _Worker(context, runner, options, log)
+        return _Worker(context, runner, options, log, limits)
 
-    workers = [start() for _ in range(min(jobs, len(cases)))]
+    workers: list[_Worker] = []
+    restore = _terminate_on_signals()
     try:
+        workers = [start() for _ in range(min(jobs, len(cases)))]
         while pending or any(w.case is not None for w in workers):
             for worker in workers:
                 if worker.ready and worker.case is None and pending:
@@ -236,6 +250,50 @@ def _pool(cases: list[Case], jobs: int, timeout: float, runner: str, options: Op
     finally:
         for worker in workers:
             worker.stop()
+        restore()
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+SCRATCH = "oracle-audit-"  # + the parent's pid: the workers' temporary folder
+
+
+def _remove_stale_scratch() -> None:
+    """Remove the temporary folders of audits whose process is gone (killed before it could clean up)."""
+    for path in Path(tempfile.gettempdir()).glob(f"{SCRATCH}*-*"):
+        pid = path.name[len(SCRATCH):].split("-")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Terminated(SystemExit):
+    """SIGTERM or SIGHUP reached the audit: unwind (killing the workers), then exit 128 + the signal."""
+
+
+def _terminate_on_signals() -> Callable[[], None]:
+    """Turn SIGTERM and SIGHUP into Terminated while the pool runs (main thread only); return the undo."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def handler(signum, frame):
+        raise Terminated(128 + signum)
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP)}
+
+    def restore() -> None:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+    return restore
 
 
 def _until_deadline(workers: list[_Worker]) -> float | None:
@@ -250,9 +308,9 @@ class AuditError(RuntimeError):
 class _Worker:
     """One spawned worker process, seen from the parent, and the case it is running."""
 
-    def __init__(self, context, runner: str, options: Options, log: Path):
+    def __init__(self, context, runner: str, options: Options, log: Path, limits: tuple = (None, None, None)):
         self.conn, child = context.Pipe()
-        self.process = context.Process(target=_serve, args=(child, runner, options, str(log)), daemon=True)
+        self.process = context.Process(target=_serve, args=(child, runner, options, str(log), limits), daemon=True)
         self.process.start()
         child.close()
         self.log = log
@@ -262,7 +320,7 @@ class _Worker:
 
     def assign(self, case: Case, timeout: float) -> None:
         self.case, self.started = case, time.monotonic()
-        self.deadline = self.started + timeout
+        self.deadline = self.started + timeout + GRACE_S  # its own budget ends the case at `timeout`, unless stuck in C
         try:
             self.conn.send(case)
         except OSError:  # it died just now: collect() reports it
@@ -283,7 +341,7 @@ class _Worker:
         if not self.process.is_alive():
             return self._end(_death(self.process))
         if time.monotonic() >= self.deadline:
-            return self._end(f"timed out after {timeout:g} s")
+            return self._end(budget.timed_out(timeout))
         return None
 
     def _end(self, reason: str) -> tuple[Case, dict] | None:
@@ -316,9 +374,14 @@ def _death(process) -> str:
     return f"worker exited with status {code}"
 
 
-def _serve(conn: Connection, runner: str, options: Options, log: str) -> None:
+def _serve(conn: Connection, runner: str, options: Options, log: str, limits: tuple = (None, None, None)) -> None:
     """A worker's life: import once, then run each case it is sent, until the parent closes the pipe."""
+    timeout, max_memory, scratch = limits
+    _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it stops the workers
+    if scratch:  # temporary files (TensorFlow's autograph modules) go where the parent removes them
+        os.environ["TMPDIR"] = tempfile.tempdir = scratch
+    budget.limit_memory(max_memory)  # an oversized case raises MemoryError: an error row, not the OOM killer
     fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)  # framework chatter stays off the progress bar,
     os.dup2(fd, 1)
     os.dup2(fd, 2)
@@ -331,7 +394,28 @@ def _serve(conn: Connection, runner: str, options: Options, log: str) -> None:
             case = conn.recv()
         except EOFError:
             return
-        conn.send(_attempt(run_case, case, options))
+        conn.send(_attempt(run_case, case, options, timeout))
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this worker when the audit process dies, however it dies (prctl PR_SET_PDEATHSIG);
+    elsewhere a thread watches for the parent's exit. A parent already gone ends the worker at once."""
+    parent = os.getppid()
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(1, signal.SIGKILL, 0, 0, 0) != 0:  # 1 = PR_SET_PDEATHSIG
+            raise OSError(ctypes.get_errno(), "prctl")
+    except (OSError, AttributeError):
+        def watch() -> None:
+            while os.getppid() == parent:
+                time.sleep(0.5)
+            os._exit(1)
+
+        threading.Thread(target=watch, daemon=True).start()
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 def _resolve(runner: str) -> Callable:
@@ -339,11 +423,14 @@ def _resolve(runner: str) -> Callable:
     return getattr(importlib.import_module(module), name)
 
 
-def _attempt(run_case: Callable, case: Case, options: Options) -> dict:
+def _attempt(run_case: Callable, case: Case, options: Options, timeout: float | None = None) -> dict:
     """One case's result, with its wall time; an exception is the case's error, never the worker's end."""
     start = time.monotonic()
     try:
-        result = run_case(case, _listed(options.frameworks), _listed(options.dtypes), options.max_precision)
+        with budget.limit(budget.CASE_PART, timeout):
+            result = run_case(case, _listed(options.frameworks), _listed(options.dtypes), options.max_precision)
+    except budget.OutOfBudget:
+        result = report.error_result(case, budget.timed_out(timeout))
     except Exception as e:  # a bug or an unsupported construct in one case must not lose the others
         result = report.error_result(case, f"{type(e).__name__}: {e}")
     return {**result, "elapsed_s": _seconds(start, time.monotonic())}

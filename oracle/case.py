@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSche
 
 from oracle import expect as expectations
 from oracle import formula, native, yamlio
+from oracle.floats import FORMATS
 from oracle.formula import FormulaError
 from oracle.inputs import GENERATORS, MAX_SWEEPS, SWEEPS, InputError, Sweep, all_integers, exact_value, is_sweep, sweep
 
@@ -167,7 +168,19 @@ class Case:
 
 
 def load(path: str | Path, max_elements: int = DEFAULT_MAX_ELEMENTS) -> Case:
-    """Load and validate one case file; raise CaseError on any bad input."""
+    """Load and validate one case file; raise CaseError on any bad input.
+
+    Total: whatever goes wrong while reading, validating or building a case's inputs (an exception nobody
+    foresaw included) is a CaseError naming the file, so one file never ends a batch."""
+    try:
+        return _load(path, max_elements)
+    except CaseError:
+        raise
+    except (Exception, RecursionError) as e:  # noqa: BLE001 - a bug or a limit hit: still this file's message
+        raise CaseError(str(path), None, f"cannot load: {type(e).__name__}: {str(e)[:300]}") from None
+
+
+def _load(path: str | Path, max_elements: int) -> Case:
     file = str(path)
     try:
         text = yamlio.read(path)
@@ -212,14 +225,24 @@ def loads(text: str, file: str, max_elements: int = DEFAULT_MAX_ELEMENTS) -> Cas
                 inputs[name] = exact_value(value, max_elements)
         except InputError as e:
             problems.append(fail(("inputs", name, *e.path), str(e)))
+            continue
+        except (Exception, RecursionError) as e:  # noqa: BLE001 - numpy's or mpmath's own, or a bug: this input's
+            problems.append(fail(("inputs", name), f"cannot build this input: {type(e).__name__}: {str(e)[:300]}"))
+            continue
+        overflowing = _draws_overflow(value, inputs[name], spec.dtypes)
+        if overflowing:
+            problems.append(fail(("inputs", name, *value), f"draws reach {overflowing[1]:.4g}, beyond the largest "
+                                                           f"{overflowing[0]} ({float(FORMATS[overflowing[0]].max_finite):.4g}): "
+                                                           "they would be inf; make the spread smaller"))
     points = math.prod(len(s.values) for s in sweeps.values())
     per_point = sum(1 if name in sweeps else v.size for name, v in inputs.items())
     if len(sweeps) > MAX_SWEEPS:
         problems.append(fail(("inputs", list(sweeps)[MAX_SWEEPS]), f"at most {MAX_SWEEPS} inputs may sweep (a grid); "
                                                                    f"{', '.join(sweeps)} do"))
     elif not problems and points * per_point > max_elements:  # the total needs every input
-        problems.append(fail(("inputs", next(iter(sweeps))), f"{points} points x {per_point} input elements make "
-                                                             f"{points * per_point}, more than the cap of {max_elements}"))
+        largest = next(iter(sweeps)) if sweeps else max(inputs, key=lambda name: inputs[name].size)
+        problems.append(fail(("inputs", largest), f"{points} points x {per_point} input elements make "
+                                                  f"{points * per_point}, more than the cap of {max_elements}"))
     wrt = spec.wrt if spec.wrt is not None else list(spec.inputs)
     for k, name in enumerate(wrt):
         if name not in spec.inputs:
@@ -255,6 +278,18 @@ def loads(text: str, file: str, max_elements: int = DEFAULT_MAX_ELEMENTS) -> Cas
     digest = hashlib.sha256(text.encode()).hexdigest()[:16]
     return Case(spec, file, trees.get("formula"), trees.get("reference", trees.get("formula")), inputs, wrt, digest,
                 dict(data.lines), impls, max_elements, sweeps, expect)
+
+
+def _draws_overflow(spec, value: np.ndarray, dtypes: list[str]) -> tuple[str, float] | None:
+    """(dtype, largest draw) when a random generator's draws round to infinity in one of the case's dtypes: a
+    sampler's parameters chosen for float64 that float16 or float32 cannot hold (explicit infs stay allowed)."""
+    if not (isinstance(spec, dict) and set(spec) & {"normal", "uniform"}) or not value.size:
+        return None
+    largest = max(abs(float(v)) for v in value.ravel())
+    for dtype in dtypes:
+        if largest > FORMATS[dtype].max_finite:
+            return dtype, largest
+    return None
 
 
 def _runs(spec: CaseSpec, impls: dict[str, list[tuple[str, formula.Node]]], wrt: list[str]) -> dict[str, dict]:

@@ -37,7 +37,7 @@ from functools import cached_property
 import mpmath
 import numpy as np
 
-from oracle.floats import Format, round_to, ulps
+from oracle.floats import Format, nstr, round_to, ulps
 
 MARGIN_BITS = 3
 FAILURES = ("overflow", "underflow", "cancellation", "ill-conditioning", "mismatch")
@@ -111,7 +111,7 @@ def _close(a: float, b: float, ev: Evidence) -> bool:
 
 
 def _n(x) -> str:
-    return mpmath.nstr(x, 6) if not isinstance(x, (float, np.floating)) else f"{float(x):.6g}"
+    return nstr(x, 6) if not isinstance(x, (float, np.floating)) else f"{float(x):.6g}"
 
 
 def classify(k: int, name: str, index: tuple, got: float, exact, rounded: float, ev: Evidence) -> Verdict:

@@ -12,8 +12,8 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from oracle import budget, report
 from oracle import case as case_io
-from oracle import report
 from oracle.case import CaseError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="rich",
@@ -28,6 +28,10 @@ PATHS = typer.Argument(..., help="Case files (.yaml) or folders searched recursi
 MAX_ELEMENTS = typer.Option(case_io.DEFAULT_MAX_ELEMENTS, "--max-elements", help="Largest input array a case may make.")
 FRAMEWORK = typer.Option(None, "--framework", "-f", help="Only these frameworks (tf, torch, jax); repeatable.")
 DTYPE = typer.Option(None, "--dtype", "-d", help="Evaluate at these dtypes instead of the case's (float32, float64, float16); repeatable.")
+TIMEOUT = typer.Option(budget.DEFAULT_TIMEOUT_S, "--timeout", min=0.001,
+                       help="Seconds a case may run: its reference, condition numbers, gradient check and shadow get "
+                            "shares of it (a part that runs out leaves uncertain rows saying so); past it the case "
+                            "is an error.")
 MAX_PRECISION = typer.Option(4096, "--max-precision", help="Highest mpmath precision (bits) for certifying the reference.")
 FAIL_ON = typer.Option(None, "--fail-on", metavar="VERDICTS", help="Exit 1 when a row gets one of these verdicts "
                        "(comma-separated, repeatable; 'any': every verdict but ok). Default: none.")
@@ -103,17 +107,18 @@ def _valid(paths: list[Path], max_elements: int) -> tuple[list, list[CaseError]]
     cases, shape_errors = _shape_errors(cases) if cases else (cases, [])
     errors += shape_errors
     for e in errors:
-        typer.echo(f"invalid: {e}", err=True)
+        typer.echo(report.visible(f"invalid: {e}"), err=True)
     return cases, errors
 
 
-def _run_or_error(case, **options) -> dict:
-    """The case's result (`options` are run_case's), or its error_result, said on stderr, when the tool crashed."""
+def _run_or_error(case, timeout: float | None = None, **options) -> dict:
+    """The case's result (`options` are run_case's) within `timeout` seconds, or its error_result, said on stderr,
+    when the tool crashed or the time ran out."""
     from oracle.api import run_one
 
-    result = run_one(case, **options)
+    result = run_one(case, timeout=timeout, **options)
     if "error" in result:
-        typer.echo(f"error: {case.file}: {result['error']}", err=True)
+        typer.echo(report.visible(f"error: {case.file}: {result['error']}"), err=True)
     return result
 
 
@@ -128,6 +133,7 @@ def run(
     fail_on: list[str] | None = FAIL_ON,
     wide: bool = typer.Option(False, "--wide", help="Show every table column, however wide (by default tables fit "
                               "the terminal, or 100 columns when output is not one, and say which columns they left out)."),
+    timeout: float = TIMEOUT,
 ) -> None:
     """Evaluate cases in each framework and compare with the certified reference.
 
@@ -151,12 +157,12 @@ def run(
 
     def show(result: dict) -> None:
         if "error" in result:
-            typer.echo(f"error: {result['file']}: {result['error']}", err=True)
+            typer.echo(report.visible(f"error: {result['file']}: {result['error']}"), err=True)
         elif not json_out:
             report.print_case(console, result)
 
     doc = api.run(cases, frameworks=framework, dtypes=dtype, max_precision=max_precision, invalid=errors,
-                  on_result=show)
+                  on_result=show, timeout=timeout)
     if json_out:
         sys.stdout.write(report.dumps(doc) + "\n")
     raise typer.Exit(api.exit_status(doc, failing))
@@ -172,7 +178,7 @@ def validate(paths: list[Path] = PATHS, max_elements: int = MAX_ELEMENTS) -> Non
     """
     cases, errors = _valid(paths, max_elements)
     for case in cases:
-        typer.echo(f"ok: {case.file} ({case.id})")
+        typer.echo(report.visible(f"ok: {case.file} ({case.id})"))
     raise typer.Exit(2 if errors else 0)
 
 
@@ -190,6 +196,9 @@ def audit_command(
     max_precision: int = MAX_PRECISION,
     max_elements: int = MAX_ELEMENTS,
     fail_on: list[str] | None = FAIL_ON,
+    max_memory: float = typer.Option(8.0, "--max-memory", min=0,
+                                     help="GiB of address space per worker (0: no cap); a case that needs more is "
+                                          "an error, not the out-of-memory killer's choice."),
 ) -> None:
     """Audit a corpus in parallel worker processes and write OUT/report.json, report.md, report.html and junit.xml.
 
@@ -214,7 +223,8 @@ def audit_command(
                             max_precision, max_elements)
     invalid = _invalid(errors)
     started = time.monotonic()
-    doc = audit.run(cases, out, paths, invalid, options, jobs, timeout, resume)
+    doc = audit.run(cases, out, paths, invalid, options, jobs, timeout, resume,
+                    max_memory=int(max_memory * (1 << 30)) or None)
     results = doc["cases"]
     typer.echo(f"audited {len(results)} cases in {time.monotonic() - started:.0f} s: "
                f"{sum('error' in r for r in results)} errored, "
@@ -231,6 +241,7 @@ def check(
     update: bool = typer.Option(False, "--update", help="Rewrite each case's expect to the verdicts observed with "
                                 "the installed versions (the rest of the file is kept byte for byte)."),
     max_elements: int = MAX_ELEMENTS,
+    timeout: float = TIMEOUT,
 ) -> None:
     """Run cases and compare their verdicts with their expect field: regression tests for upstream fixes.
 
@@ -251,7 +262,7 @@ def check(
     tally: Counter = Counter()
     versions: set[str] = set()
     for case in cases:
-        result = _run_or_error(case, frameworks=framework)
+        result = _run_or_error(case, timeout, frameworks=framework)
         if "error" in result:
             tally["could not run"] += 1
             continue
@@ -260,7 +271,7 @@ def check(
             tally[{True: "held", False: "failed", None: "not checked"}[outcome["passed"]]] += 1
             versions.add(outcome["version"])
             if outcome["passed"] is not True:
-                typer.echo(line(case.file, case.id, outcome))
+                typer.echo(report.visible(line(case.file, case.id, outcome)))
         if update:
             tally[_update_expect(case, result)] += 1
     said = ", ".join(f"{tally[k]} {k}" for k in ("held", "failed", "not checked"))
@@ -281,17 +292,17 @@ def _update_expect(case, result: dict) -> str:
     rows = result["results"]
     want, notes = expect.updated(case.expect, rows, versions({row["framework"] for row in rows}))
     for note in notes:
-        typer.echo(f"{case.file} ({case.id}): {note}")
+        typer.echo(report.visible(f"{case.file} ({case.id}): {note}"))
     try:
         text = yamlio.read(case.file)
         new = expect.rewrite(text, want)
     except (OSError, UnicodeDecodeError, ValueError) as e:  # ValueError: YAML it cannot edit safely
-        typer.echo(f"error: {case.file}: expect not updated: {e}", err=True)
+        typer.echo(report.visible(f"error: {case.file}: expect not updated: {e}"), err=True)
         return "not updated"
     if new == text:
         return "unchanged"
     Path(case.file).write_bytes(new.encode())
-    typer.echo(f"updated: {case.file} ({case.id})")
+    typer.echo(report.visible(f"updated: {case.file} ({case.id})"))
     return "updated"
 
 
@@ -316,11 +327,11 @@ def diff_command(
         try:
             docs.append(diff.read(path.read_text(encoding="utf-8")))
         except (OSError, UnicodeDecodeError, diff.ReportError) as e:
-            typer.echo(f"error: {path}: not a readable report: {e}", err=True)
+            typer.echo(report.visible(f"error: {path}: not a readable report: {e}"), err=True)
             raise typer.Exit(2) from None
     changes = diff.compare(*docs)
     for text in diff.lines(changes, str(old), str(new)):
-        typer.echo(text)
+        typer.echo(report.visible(text))
     raise typer.Exit(1 if changes["regressed"] else 0)
 
 

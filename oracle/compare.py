@@ -14,7 +14,7 @@ import mpmath
 import numpy as np
 
 from oracle.classify import FAILURES, Evidence, Verdict, classify
-from oracle.floats import Format, error_bits, ulps
+from oracle.floats import Format, error_bits, nstr, ulps
 from oracle.frameworks import Evaluation
 from oracle.reference import OutputReference, Reference
 from oracle.verdicts import SEVERITY
@@ -44,8 +44,10 @@ def _explain(verdict: str, index: tuple, ref: OutputReference, reference: Refere
                f"{failed[min(failed)]}"
     if verdict == "uncertain":
         if ref.numeric_agrees is not None and not ref.numeric_agrees[index]:
-            return (f"AD reference {mpmath.nstr(ref.exact[index], 8)} and numerical derivative "
-                    f"{mpmath.nstr(ref.numeric[index], 8)} disagree (non-differentiable point or a where-gradient trap)")
+            return (f"AD reference {nstr(ref.exact[index], 8)} and numerical derivative "
+                    f"{nstr(ref.numeric[index], 8)} disagree (non-differentiable point or a where-gradient trap)")
+        if reference.ran_out:  # the work budget or mpmath's range stopped it, not a disagreement
+            return f"reference not certified: {reference.ran_out}"
         return f"reference not certified: successive precisions up to {reference.cap} bits rounded to different {f.name} values"
     if verdict == "domain":
         kind = "undefined" if mpmath.isnan(ref.exact[index]) else "infinite"
@@ -56,7 +58,7 @@ def _explain(verdict: str, index: tuple, ref: OutputReference, reference: Refere
 
 
 def _digits(x) -> str:
-    return mpmath.nstr(x, 20) if mpmath.isfinite(x) else str(float(x))
+    return nstr(x, 20) if mpmath.isfinite(x) else str(float(x))
 
 
 def _without_values(base: dict, verdict: str, explanation: str = "") -> dict:
@@ -119,7 +121,7 @@ def rows(evaluation: Evaluation, reference: Reference, evidence: Evidence, impl:
             "inherent": why.inherent,
             "explanation": why.explanation,
             "cause": why.cause,
-            "kappa": None if kappa is None else mpmath.nstr(kappa, 4),
+            "kappa": None if kappa is None else nstr(kappa, 4),
             "precision_bits": int(ref.precision.max()),
             "verdict_counts": dict(Counter(verdicts.ravel().tolist())),
             "components": _components(verdicts),

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from functools import cached_property
 
+import mpmath
 import numpy as np
 from mpmath import libmp
 
@@ -153,7 +154,10 @@ def ulps(got, ref, f: Format) -> np.ndarray:
     ref = np.asarray(ref, dtype=f.numpy)
     finite = np.isfinite(got) & np.isfinite(ref)
     same = (np.isinf(got) & (got == ref)) | (np.isnan(got) & np.isnan(ref))
-    dist = np.abs(_ordinals(np.where(finite, got, 0), f) - _ordinals(np.where(finite, ref, 0), f))
+    # object arithmetic on 0-d arrays returns bare scalars, and np.abs of one beyond int64 is a Python int (or
+    # numpy's uint64 below 2**64): keep every distance a Python int inside an array of got's shape
+    diff = np.asarray(_ordinals(np.where(finite, got, 0), f) - _ordinals(np.where(finite, ref, 0), f), dtype=object)
+    dist = np.where(diff < 0, -diff, diff)
     worst = np.full(dist.shape, f.max_ulps, dtype=object)
     worst[same] = 0
     return np.where(finite, dist, worst)
@@ -162,3 +166,25 @@ def ulps(got, ref, f: Format) -> np.ndarray:
 def error_bits(n_ulps: int) -> float:
     """log2(1 + ulps): 0 when exact, 1 for one ULP, the format's width for the maximum error."""
     return math.log2(1 + n_ulps)
+
+
+HUGE_EXPONENT = 1 << 16  # bits: mpmath.nstr of a number beyond 2**65536 computes 10**digits exactly (minutes)
+
+
+def nstr(x, n: int) -> str:
+    """mpmath.nstr(x, n), except that a finite number of astronomically large or small magnitude (exp nested five
+    deep, a power tower) is written from its logarithm in milliseconds instead of from an exact power of ten."""
+    parts = getattr(x, "_mpf_", None)
+    if parts is None or not parts[1] or abs(parts[2] + parts[3]) < HUGE_EXPONENT:
+        return mpmath.nstr(x, n)
+    sign, man, exp, bits = parts
+    if abs(exp + bits).bit_length() > 4000:  # the decimal exponent has too many digits to write: its binary one
+        return f"{'-' if sign else ''}2**{'-' if exp + bits < 0 else ''}({mpmath.nstr(mpmath.mpf(abs(exp + bits)), n)})"
+    with mpmath.workprec(4 * n + 2 * (abs(exp) + bits).bit_length() + 16):
+        log10 = (mpmath.log(man) + exp * mpmath.ln2) / mpmath.ln10
+        decimal = int(mpmath.floor(log10))
+        mantissa = mpmath.power(10, log10 - decimal)
+    digits = mpmath.nstr(mantissa, n)
+    if digits.startswith("10"):  # rounding carried into the next decade
+        digits, decimal = mpmath.nstr(mantissa / 10, n), decimal + 1
+    return f"{'-' if sign else ''}{digits}e{'+' if decimal >= 0 else ''}{decimal}"

@@ -80,11 +80,14 @@ def exact_value(spec, max_elements: int) -> np.ndarray:
     return out
 
 
-def _nested(items: list, path: tuple) -> np.ndarray:
+def _nested(items: list, path: tuple, depth: int = 1) -> np.ndarray:
     if not items:
         raise InputError("empty list", path)
+    if depth > MAX_DIMENSIONS:  # checked on the way down: numpy refuses 65 and the frameworks fail far below
+        raise InputError(f"nested list is more than {MAX_DIMENSIONS} levels deep (at most {MAX_DIMENSIONS} "
+                         "dimensions)", path)
     if all(isinstance(i, list) for i in items):
-        rows = [_nested(item, path + (k,)) for k, item in enumerate(items)]
+        rows = [_nested(item, path + (k,), depth + 1) for k, item in enumerate(items)]
         if len({r.shape for r in rows}) != 1:
             raise InputError(f"ragged nested list: rows have shapes {sorted({r.shape for r in rows})}", path)
         return np.stack(rows)
@@ -182,9 +185,35 @@ def _generate(spec: dict, max_elements: int) -> np.ndarray:
     shape = _shape(body["shape"], key)
     _count(shape, max_elements, key)
     rng = np.random.default_rng(_int(body["seed"], (key, "seed")))
-    a, b = (float(scalar(body.get(p, default))) for p, default in zip(params, (0, 1)))
-    draws = rng.normal(a, b, shape) if key == "normal" else rng.uniform(a, b, shape)
+    a, b = _draw_parameters(key, body, params)
+    with np.errstate(over="ignore", invalid="ignore"):
+        draws = rng.normal(a, b, shape) if key == "normal" else rng.uniform(a, b, shape)
+    if not np.isfinite(draws).all():  # scale: 1e308 draws beyond float64; checked, not assumed from the parameters
+        raise InputError(f"{key} draws values beyond float64's range with these parameters; make the spread smaller",
+                         (key,))
     return np.vectorize(Fraction, otypes=[object])(draws) if draws.size else draws.astype(object)
+
+
+def _draw_parameters(key: str, body: dict, params: tuple[str, str]) -> tuple[float, float]:
+    """A sampler's two parameters, checked before numpy sees them: finite floats, a positive scale, low <= high
+    with a width float64 can hold (numpy raises, or draws NaN, otherwise)."""
+    values = []
+    for name, default in zip(params, (0, 1)):
+        try:
+            value = float(scalar(body.get(name, default)))
+        except OverflowError:
+            value = math.inf
+        if not math.isfinite(value):
+            raise InputError(f"{name} must be a finite number within float64's range, got {body.get(name)!r}",
+                             (key, name))
+        values.append(value)
+    a, b = values
+    if key == "normal" and not b > 0:
+        raise InputError(f"scale must be > 0, got {body.get('scale')!r} (a constant input is a fill)", (key, "scale"))
+    if key == "uniform" and not (a <= b and math.isfinite(b - a)):
+        problem = "low must be <= high" if a > b else "high - low must be within float64's range"
+        raise InputError(f"{problem}, got low {body.get('low')!r}, high {body.get('high')!r}", (key,))
+    return a, b
 
 
 SWEEPS = ("linspace", "logspace", "float32_edges")

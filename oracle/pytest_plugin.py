@@ -82,9 +82,14 @@ class CaseFile(pytest.File):
 
     def result(self, framework: str) -> dict:
         if framework not in self.results:
+            from oracle import budget
             from oracle.runner import run_case
 
-            self.results[framework] = run_case(self.case, [framework])
+            try:  # bounded like `oracle check`: a case that runs past its time is this item's error, not a hang
+                with budget.limit(budget.CASE_PART, budget.DEFAULT_TIMEOUT_S):
+                    self.results[framework] = run_case(self.case, [framework])
+            except budget.OutOfBudget:
+                raise RuntimeError(budget.timed_out(budget.DEFAULT_TIMEOUT_S)) from None
         return self.results[framework]
 
 

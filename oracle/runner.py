@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from oracle import __version__, compare, formula, reference, report, rewrites, shadow, sweep
+from oracle import __version__, budget, compare, formula, reference, report, rewrites, shadow, sweep
 from oracle.case import Case
 from oracle.classify import Evidence
 from oracle.floats import Format, error_bits, fmt, round_array, ulps
@@ -45,16 +45,23 @@ def run_case(case: Case, frameworks: list[str] | None = None, dtypes: list[str] 
                     batched=batched)
     results, references, series, swept = [], {}, [], {}
     for dtype in dtypes:
+        budget.check()  # the case's own deadline, at a point where no framework is half way through anything
         f = fmt(dtype)
         inputs = {name: round_array(value, f) for name, value in exact_inputs.items()}
         swept[dtype] = {name: inputs[name] for name in case.sweeps}
-        ref = reference.compute(program, inputs, f, cap=max_precision)
+        ref = _reference(program, inputs, f, max_precision)
         precision = ref.precision
         prec = max(precision, START_PRECISION)
         try:
-            kappa = condition_numbers(program, inputs, prec, over=case.perturbed)
+            if precision == 0:
+                raise ValueError("no component of the reference is certified")
+            kappa, short = budget.attempt(KAPPA_PART, partial(condition_numbers, program, inputs, prec,
+                                                              over=case.perturbed), share=0.5)
+            if kappa is None:
+                raise ValueError(short)
             kappas, method = [np.where(a, k, None) for k, a in zip(kappa.kappa, kappa.agrees)], kappa.method
-        except (UnsupportedPrimitive, InexactLiteral, NotImplementedError, ValueError) as e:  # second derivatives
+        except (UnsupportedPrimitive, InexactLiteral, NotImplementedError, ValueError,
+                ArithmeticError) as e:  # second derivatives
             kappas, method = None, f"unavailable: {type(e).__name__}: {e}"  # of this reference are out of reach
         block = {"domain": ref.domain, "gradient_check": ref.gradient_check, "precision_bits": precision,
                  "condition": method, "subnormals": {}}
@@ -68,6 +75,7 @@ def run_case(case: Case, frameworks: list[str] | None = None, dtypes: list[str] 
             modes[framework] = subnormal_mode(framework, f)
             rows_of[framework], series_of[framework] = [], []
             for label, tree in runs:
+                budget.check()
                 make_shadow, make_exact, traced = _diagnosis(case, framework, label, tree, inputs, f, prec, block,
                                                              max_precision, formula_shadow, formula_exact)
                 evidence = Evidence(framework, f, case.spec.tolerance_bits, modes[framework], kappas,
@@ -76,6 +84,10 @@ def run_case(case: Case, frameworks: list[str] | None = None, dtypes: list[str] 
                 evaluation = evaluate(tree, framework, inputs, case.wrt, f, case.max_elements, batched)
                 detail: dict = {}
                 rows = compare.rows(evaluation, ref, evidence, impl=label, detail=detail)
+                if ref.precision == 0 and ref.ran_out:  # nothing certified: no reference value, no error to show
+                    for row in rows:
+                        row.update(reference=None, reference_digits=None, ulps=None, error_bits=None,
+                                   within_tolerance=False)
                 _attach_rewrites(case, framework, inputs, f, ref, rows if label == "formula" else [], detail)
                 if batched:
                     series_of[framework] += sweep.series(evaluation, label, detail, [o.name for o in ref.outputs],
@@ -95,6 +107,23 @@ def run_case(case: Case, frameworks: list[str] | None = None, dtypes: list[str] 
     if case.expect is not None:  # the verdicts the case should get, at the versions installed
         result["expectations"] = case.expect.check(result, versions({row["framework"] for row in results}))
     return result
+
+
+# Shares of the time a case has left (oracle.budget), given to each expensive part as it starts: the reference
+# first (its gradient check gets half of what the reference leaves), then condition numbers, then each shadow
+# replay and exact evaluation the classification asks for. A part that runs out leaves the rest intact.
+REFERENCE_SHARE, KAPPA_PART, SHADOW_PART, EXACT_PART = 0.5, "kappa", "shadow", "exact formula"
+
+
+def _reference(program, inputs: dict, f: Format, cap: int) -> reference.Reference:
+    """The certified reference, or, when not one precision finished within its budget or mpmath cannot hold the
+    exact values (exp nested six deep), one that certifies nothing and says why."""
+    try:
+        ref, short = budget.attempt(reference.REFERENCE_PART, lambda: reference.compute(program, inputs, f, cap=cap),
+                                    share=REFERENCE_SHARE)
+    except (ArithmeticError, MemoryError) as e:  # OverflowError: int too big to convert, deep in mpmath
+        ref, short = None, f"mpmath cannot evaluate the exact reference: {type(e).__name__}: {e}"
+    return ref if ref is not None else reference.unavailable(program, f, cap, short)
 
 
 def _note_better_runs(rows: list[dict]) -> None:
@@ -143,22 +172,29 @@ def _recorded(case: Case, framework: str, label: str, tree: formula.Node, inputs
     else:
         try:
             recording = record(tree, framework, inputs, case.wrt, f)
-            rules = backend(framework).exact_rules()
-
-            def replayed(p: int) -> shadow.Shadow:
-                return shadow.replay(recording, rules, inputs, case.wrt, f, p, case.spec.tolerance_bits)
-
-            out = (replayed(prec), replayed(2 * prec))  # doubled while an absorbed cancellation leaves outputs open
-            while (out[0].absorbed or out[1].absorbed) and 4 * prec <= max_precision and any(
-                    any(v is None for v in a.ravel()) for a in _agreed(*out, f)):
-                prec *= 2
-                out = (out[1], replayed(2 * prec))
-            said = f"replayed {len(out[0].ops)} operations"
+            out, short = budget.attempt(SHADOW_PART, lambda: _replays(case, recording, framework, inputs, f, prec,
+                                                                      max_precision), share=0.5)
+            said = f"replayed {len(out[0].ops)} operations" if out is not None else f"unavailable: {short}"
         except shadow.ShadowUnavailable as e:
             said = f"unavailable: {e}"
         except Exception as e:  # noqa: BLE001 - a run that cannot be recorded is classified from other evidence
             said = f"unavailable: {type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
     block.setdefault("traces", {}).setdefault(framework, {})[label] = said
+    return out
+
+
+def _replays(case: Case, recording, framework: str, inputs: dict, f: Format, prec: int, max_precision: int):
+    """The recording replayed at two precisions, doubled while an absorbed cancellation leaves outputs open."""
+    rules = backend(framework).exact_rules()
+
+    def replayed(p: int) -> shadow.Shadow:
+        return shadow.replay(recording, rules, inputs, case.wrt, f, p, case.spec.tolerance_bits)
+
+    out = (replayed(prec), replayed(2 * prec))
+    while (out[0].absorbed or out[1].absorbed) and 4 * prec <= max_precision and any(
+            any(v is None for v in a.ravel()) for a in _agreed(*out, f)):
+        prec *= 2
+        out = (out[1], replayed(2 * prec))
     return out
 
 
@@ -185,7 +221,9 @@ def _shadow(case: Case, tree: formula.Node, label: str, inputs: dict, f: Format,
     if exact is not None:
         prec = max(prec, 2 * exact.precision)
     try:
-        replay = shadow.run(tree, inputs, case.wrt, f, prec, case.spec.tolerance_bits, batched=bool(case.sweeps))
+        replay, short = budget.attempt(SHADOW_PART, lambda: shadow.run(tree, inputs, case.wrt, f, prec,
+                                                                       case.spec.tolerance_bits,
+                                                                       batched=bool(case.sweeps)), share=0.5)
     except shadow.ShadowUnavailable as e:
         said, replay = f"unavailable: {e}", None
     except Exception as e:  # an impl's library call the shadow cannot trace: no traced cause, the rest still classifies
@@ -193,7 +231,7 @@ def _shadow(case: Case, tree: formula.Node, label: str, inputs: dict, f: Format,
             raise
         said, replay = f"unavailable: {type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}", None
     else:
-        said = f"replayed {len(replay.ops)} operations"
+        said = f"replayed {len(replay.ops)} operations" if replay is not None else f"unavailable: {short}"
     if label == "formula":
         block["shadow"] = said
     else:
@@ -208,7 +246,9 @@ def _exact(case: Case, tree: formula.Node, inputs: dict, f: Format, cap: int) ->
     try:
         program = trace(tree, {n: v.shape for n, v in inputs.items()}, case.wrt,
                         ops={**jax_backend.OPS, **native_ops("jax")}, batched=bool(case.sweeps))
-        return reference.compute(program, inputs, f, cap=cap, diff_limit=0)
+        exact, _ = budget.attempt(EXACT_PART, lambda: reference.compute(program, inputs, f, cap=cap, diff_limit=0),
+                                  share=0.5)
+        return exact
     except Exception:  # noqa: BLE001 - no certified evaluation: classification falls back on other evidence
         return None
 
@@ -283,6 +323,10 @@ def check_shapes(case: Case) -> None:
             jaxpr = jax.make_jaxpr(partial(formula.evaluate, tree, ops=ops))(avals)
         except Exception as e:  # JAX raises TypeError/ValueError with the shapes in the message
             raise ValueError(f"{field}: {str(e).splitlines()[0]}") from None
+        kinds = {np.dtype(a.dtype).kind for a in jaxpr.out_avals}
+        if kinds != {"f"}:  # `z != e` traces to a bool: no framework's gradient or reference means anything there
+            raise ValueError(f"{field}: it computes {', '.join(str(a.dtype) for a in jaxpr.out_avals)}, not a real "
+                             "number (a comparison or a logical expression is not a log-prob, loss or KL)")
         size, shape = jax_backend.largest_in_jaxpr(jaxpr)
         if case.sweeps:  # every value gets a leading axis of the points
             size, shape = size * case.points, (case.points, *shape)

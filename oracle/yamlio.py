@@ -8,6 +8,7 @@ Mappings and sequences remember the line of each key or item for error messages.
 from __future__ import annotations
 
 import re
+import sys
 from decimal import Decimal
 
 import yaml
@@ -39,6 +40,23 @@ class _Loader(yaml.SafeLoader):
             event = self.peek_event()
             raise YamlError("YAML aliases (*name) are not allowed in case files", event.start_mark.line + 1)
         return super().compose_node(parent, index)
+
+    def construct_object(self, node, deep=False):
+        """PyYAML's constructors raise bare ValueError, KeyError, AttributeError... on a tag that does not fit its
+        value (`!!int abc`, `!!bool maybe`, `!!timestamp x`, a 4301-digit integer): located here, at the node."""
+        try:
+            return super().construct_object(node, deep=deep)
+        except (YamlError, yaml.YAMLError, RecursionError):
+            raise
+        except Exception as e:  # noqa: BLE001 - any constructor failure is the file's fault, said with its line
+            tag = node.tag.rsplit(":", 1)[-1]
+            text = node.value if isinstance(node.value, str) else ""
+            shown = repr(text if len(text) <= 40 else text[:40] + "...")
+            detail = str(e) if type(e) is ValueError else type(e).__name__
+            if "integer string conversion" in detail:  # Python's guard against quadratic int parsing
+                detail = f"an integer of more than {sys.get_int_max_str_digits()} digits"
+            raise YamlError(f"invalid YAML: {shown} is not a valid !!{tag} value ({detail[:200]})",
+                            node.start_mark.line + 1) from None
 
     def construct_yaml_float(self, node):
         text = self.construct_scalar(node).replace("_", "").lower()
@@ -103,6 +121,8 @@ def load(text: str):
         raise YamlError(f"invalid YAML: {e}") from None
     except RecursionError:
         raise YamlError("invalid YAML: nested too deeply") from None
+    except Exception as e:  # noqa: BLE001 - whatever else PyYAML raises is still the file's fault, never a crash
+        raise YamlError(f"invalid YAML: {type(e).__name__}: {e}") from None
 
 
 def line_of(data, path: tuple) -> int | None:

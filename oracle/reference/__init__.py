@@ -12,11 +12,13 @@ import mpmath
 import numpy as np
 from mpmath import mp
 
+from oracle import budget
 from oracle.floats import Format, round_array, ulps
 from oracle.frameworks import exact_constant
 from oracle.reference.mp_eval import Interpreter, paused_gc, to_mp
 from oracle.reference.program import Program
 
+REFERENCE_PART, GRADIENT_CHECK_PART = "reference", "gradient check"  # names of oracle.budget parts
 START_PRECISION = 64
 MAX_PRECISION = 4096
 DIFF_LIMIT = 64
@@ -52,6 +54,7 @@ class Reference:
     summed: bool
     gradient_check: str
     cap: int  # the highest precision the certification may use
+    ran_out: str | None = None  # why certification stopped before `cap`: its work budget ran out (oracle.budget)
 
     @property
     def precision(self) -> int:
@@ -96,12 +99,19 @@ def _compute(program: Program, inputs: dict[str, np.ndarray], f: Format, start: 
     exact: list = [None] * len(names)
     final: list = [None] * len(names)
     needed: list = [None] * len(names)
-    previous = previous_unsure = exact_low = None
+    previous = previous_unsure = exact_low = ran_out = None
     prec = max(start, 2 * f.precision)  # exact inputs need >= 53 bits anyway
     while True:
-        interpreter = Interpreter(strong_zeros=strong_zeros)
-        with mp.workprec(prec):
-            outs = interpreter.run(program.full, _arguments(program, inputs, prec))
+        try:
+            attempt = Interpreter(strong_zeros=strong_zeros)
+            with mp.workprec(prec):
+                outs = attempt.run(program.full, _arguments(program, inputs, prec))
+        except budget.OutOfBudget as e:  # keep what earlier precisions certified; nothing at all is no reference
+            if e.part != REFERENCE_PART or exact[0] is None:
+                raise
+            ran_out, prec = f"{e} at {prec} bits", prec // 2
+            break
+        interpreter = attempt
         rounded = [round_array(o, f) for o in outs]
         # a NaN that a cancelled absorption may have caused vouches for nothing at this precision
         unsure = [np.isnan(r) if interpreter.trace.hidden_cancellation else np.zeros(r.shape, bool) for r in rounded]
@@ -124,9 +134,21 @@ def _compute(program: Program, inputs: dict[str, np.ndarray], f: Format, start: 
         exact[k] = np.where(needed[k] > 0, exact[k], outs[k])
         final[k] = np.where(needed[k] > 0, final[k], rounded[k])
     results = [OutputReference(n, e, r, p, settled=s) for n, e, r, p, s in zip(names, exact, final, needed, settled)]
-    check = _gradient_check(program, inputs, results[1:], f, prec, diff_limit)
+    check, short = budget.attempt(GRADIENT_CHECK_PART, lambda: _gradient_check(program, inputs, results[1:], f,
+                                                                                 prec, diff_limit), share=0.5)
     all_finite = all(mpmath.isfinite(v) for o in exact for v in o.ravel())
-    return Reference(results, [] if all_finite else interpreter.trace.domain, program.summed, check, cap)
+    return Reference(results, [] if all_finite else interpreter.trace.domain, program.summed,
+                     check or f"skipped: {short}", cap, ran_out)
+
+
+def unavailable(program: Program, f: Format, cap: int, reason: str) -> Reference:
+    """A reference that certifies nothing (not even one precision finished, or mpmath cannot hold the exact
+    values): every row compared with it is `uncertain`, saying `reason`, and the frameworks' results still show."""
+    shapes = [a.shape for a in program.full.out_avals]
+    names = ["value"] + [f"grad.{n}" for n in program.wrt]
+    outputs = [OutputReference(n, np.full(shape, mpmath.mpf("nan"), dtype=object), np.full(shape, np.nan, f.numpy),
+                               np.zeros(shape, dtype=int)) for n, shape in zip(names, shapes)]
+    return Reference(outputs, [], program.summed, f"skipped: {reason}", cap, reason)
 
 
 def _gradient_check(program: Program, inputs, grads: list[OutputReference], f: Format, prec: int, limit: int) -> str:

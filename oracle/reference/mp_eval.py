@@ -25,7 +25,7 @@ import mpmath
 import numpy as np
 from mpmath import libmp, mp
 
-from oracle.floats import FORMATS, round_to, to_fraction
+from oracle.floats import FORMATS, nstr, round_to, to_fraction
 from oracle.reference import indexing
 from oracle.reference.zeros import StrongZeros, backward
 
@@ -525,7 +525,7 @@ class Interpreter:
         culprit = bad & finite_in
         if culprit.any():
             index = tuple(int(i) for i in np.argwhere(culprit)[0])
-            operands = ", ".join(mpmath.nstr(np.broadcast_to(x, out.shape)[index], 8) for x in ins if _is_float(x))
+            operands = ", ".join(nstr(np.broadcast_to(x, out.shape)[index], 8) for x in ins if _is_float(x))
             what = "undefined (NaN)" if _isnan(out[index]) else "infinite"
             self.trace.domain.append(f"{name}({operands}) is {what}")
 
@@ -720,7 +720,7 @@ class Interpreter:
         for j in range(n):
             d = a[j, j] - sum((lower[j, k] ** 2 for k in range(j)), ZERO)
             if not d > 0:
-                self.trace.domain.append(f"cholesky: matrix is not positive definite (pivot {j} is {mpmath.nstr(d, 8)})")
+                self.trace.domain.append(f"cholesky: matrix is not positive definite (pivot {j} is {nstr(d, 8)})")
                 return np.full((n, n), NAN, dtype=object)
             lower[j, j] = mp.sqrt(d)
             for i in range(j + 1, n):

@@ -12,6 +12,13 @@ STYLE = {"ok": "green", "error": "magenta", "uncertain": "yellow", "domain": "cy
          **{v: "bold red" for v in ("overflow", "underflow", "cancellation", "mismatch")}}
 
 
+def visible(text: object) -> str:
+    """`text` with every control or other unprintable character shown as its escape (an ESC from a case title
+    becomes `\\x1b`): what a case file says reaches a terminal as text, never as a command to it."""
+    text = str(text)
+    return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def header(case) -> dict:
     """What every result of a case starts with (`case` is an oracle.case.Case)."""
     return {"id": case.id, "file": case.file, "title": case.spec.title, "kind": case.spec.kind,
@@ -57,6 +64,7 @@ def _has_impls(result: dict) -> bool:
 
 
 def print_case(console: Console, result: dict) -> None:
+    """A case's table and notes; every string that came from the case file is made `visible` on the way."""
     from oracle.report.table import case_table, natural_width, short_impls
 
     table, dropped = case_table(result, console)
@@ -64,14 +72,17 @@ def print_case(console: Console, result: dict) -> None:
     console.width = max(width, natural_width(console, table))  # wider than the console, never a number broken
     console.print(table, crop=False)
     console.width = width
+    console = _Visible(console)
     if dropped:
-        console.print(f"  not shown to fit {console.width} columns: {', '.join(dropped)} (--wide shows them)",
+        console.print(f"  not shown to fit {width} columns: {', '.join(dropped)} (--wide shows them)",
                       style="dim", highlight=False, markup=False)
     for dtype, ref in result["reference"].items():
         console.print(f"  reference {dtype}: certified at {ref['precision_bits']} bits; gradient check: {ref['gradient_check']}; "
                       f"condition numbers: {ref['condition']}" + (f"; domain: {ref['domain'][0]}" if ref["domain"] else "")
                       + (f"; shadow: {ref['shadow']}" if "shadow" in ref else "")
-                      + "".join(f"; shadow of {label}: {said}" for label, said in ref.get("impl_shadow", {}).items()),
+                      + "".join(f"; shadow of {label}: {said}" for label, said in ref.get("impl_shadow", {}).items())
+                      + "".join(f"; {fw} trace of {label}: {said}" for fw, labels in ref.get("traces", {}).items()
+                                if fw != "jax" for label, said in labels.items()),
                       style="dim", highlight=False, markup=False)
     if "sweep" in result:
         _print_sweep(console, result["sweep"])
@@ -85,6 +96,17 @@ def print_case(console: Console, result: dict) -> None:
             console.print(f"    rewrite {r['before']} -> {r['after']}: {r['error_bits']} bits", style="green" if
                           r["within_tolerance"] else "yellow", highlight=False, markup=False)
     console.print()
+
+
+class _Visible:
+    """A console whose print shows control characters in plain strings as escapes (tables are made visible cell
+    by cell in case_table)."""
+
+    def __init__(self, console: Console):
+        self._console = console
+
+    def print(self, *objects, **options) -> None:
+        self._console.print(*(visible(o) if isinstance(o, str) else o for o in objects), **options)
 
 
 def _print_sweep(console: Console, sweep: dict) -> None:

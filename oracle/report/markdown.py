@@ -3,13 +3,14 @@ family x framework), then one section per case with findings: what went wrong, w
 
 from __future__ import annotations
 
+import re
 import shlex
 from collections import Counter
 from pathlib import Path
 
 from oracle.audit import Options
 from oracle.frameworks import BACKENDS
-from oracle.report import has_findings, not_ok_rows, ordered, unmet_expectations
+from oracle.report import has_findings, not_ok_rows, ordered, unmet_expectations, visible
 from oracle.verdicts import SEVERITY
 
 DEFAULTS = Options()
@@ -36,8 +37,28 @@ def family(result: dict) -> str:
 
 
 def cell(text: object) -> str:
-    """Text safe in a table cell: one line, `|` escaped."""
-    return " ".join(str(text).split()).replace("|", "\\|")
+    """Text safe in a table cell: one line, `|` escaped (and everything `text` escapes)."""
+    return prose(text)
+
+
+# What could make case text markup: emphasis, code, links, tables, strikethrough, backslashes; raw HTML and
+# autolinks (`<` before a tag name, `/`, `!` or `?`) and entity references (`&` before a name or `#`).
+_MARKUP = re.compile(r"[\\`*_\[\]|~]|<(?=[A-Za-z/!?])|&(?=[A-Za-z#])")
+
+
+def prose(value: object) -> str:
+    """Case text as Markdown prose: one line, control characters visible, markup characters backslash-escaped
+    (CommonMark renders `\\<` as `<`), so a title carrying `<script>` or `[x](javascript:...)` stays text."""
+    return _MARKUP.sub(lambda m: "\\" + m.group(), visible(" ".join(str(value).split())))
+
+
+def code(value: object) -> str:
+    """Case text as an inline code span: one line, control characters visible, fenced by more backticks than
+    any run inside it (a backtick in a file name cannot close the span)."""
+    content = visible(" ".join(str(value).split()))
+    fence = "`" * (max((len(run) for run in re.findall("`+", content)), default=0) + 1)
+    pad = " " if content.startswith("`") or content.endswith("`") else ""
+    return f"{fence}{pad}{content}{pad}{fence}"
 
 
 def _table(header: list[str], rows: list[list[object]], numeric: int = 0) -> str:
@@ -92,19 +113,23 @@ def _counts(counter: Counter) -> str:
 
 
 def _invalid(invalid: list[dict]) -> str:
-    lines = [f"- `{e['file']}" + (f":{e['line']}" if e.get("line") else "") + "`"
-             + (f" ({e['field']})" if e.get("field") else "") + f": {e['message']}" for e in invalid]
+    lines = [f"- {code(_located(e))}" + (f" ({prose(e['field'])})" if e.get("field") else "")
+             + f": {prose(e['message'])}" for e in invalid]
     return "## Invalid files\n\nNot run:\n\n" + "\n".join(lines)
+
+
+def _located(entry: dict) -> str:
+    return f"{entry['file']}:{entry['line']}" if entry.get("line") else str(entry["file"])
 
 
 def _section(result: dict, options: dict) -> str:
     """One case with findings (or an error): where it is, how to reproduce it, its failing rows and why."""
-    parts = [f"### {result['id']}: {cell(result['title'])}",
-             f"File `{result['file']}`, family {family(result)}"
-             + (f", tags: {', '.join(result['tags'])}" if result.get("tags") else "") + ".",
-             f"Reproduce: `{_reproduce(result, options)}`"]
+    parts = [f"### {prose(result['id'])}: {prose(result['title'])}",
+             f"File {code(result['file'])}, family {prose(family(result))}"
+             + (f", tags: {', '.join(map(prose, result['tags']))}" if result.get("tags") else "") + ".",
+             f"Reproduce: {code(_reproduce(result, options))}"]
     if "error" in result:
-        parts.append(f"**The tool could not run this case**: {result['error']}")
+        parts.append(f"**The tool could not run this case**: {prose(result['error'])}")
     rows = not_ok_rows(result)
     if rows:
         parts.append(_table(["framework", "impl", "dtype", "output", "got", "reference", "error bits", "kappa",
@@ -115,12 +140,12 @@ def _section(result: dict, options: dict) -> str:
         parts.append("\n".join(line for row in rows for line in _why(row)))
     unmet = unmet_expectations(result)
     if unmet:
-        parts.append("Expectations not met:\n\n" + "\n".join(f"- {_unmet(e)}" for e in unmet))
+        parts.append("Expectations not met:\n\n" + "\n".join(f"- {prose(_unmet(e))}" for e in unmet))
     sweep = result.get("sweep")
     if sweep and sweep.get("thresholds"):
-        axes = " x ".join(f"{a['input']} ({a['spec']}, {len(a['values'])} values)" for a in sweep["axes"])
+        axes = " x ".join(f"{prose(a['input'])} ({prose(a['spec'])}, {len(a['values'])} values)" for a in sweep["axes"])
         parts.append(f"Sweep over {axes}, {sweep['points']} points; where verdicts hold:\n\n"
-                     + "\n".join(f"- {t['text']}" for t in sweep["thresholds"]))
+                     + "\n".join(f"- {prose(t['text'])}" for t in sweep["thresholds"]))
     return "\n\n".join(parts)
 
 
@@ -146,14 +171,14 @@ def _reproduce(result: dict, options: dict) -> str:
 
 def _why(row: dict) -> list[str]:
     """A row's explanation, root-cause op and rewrite, as list items."""
-    lines = [f"- **{row['framework']} {row['impl']} {row['dtype']} {row['output']}** ({row['verdict']}): "
-             + (" ".join(row["explanation"].split()) or "no explanation")]
+    lines = [f"- **{prose(' '.join(str(row[k]) for k in ('framework', 'impl', 'dtype', 'output')))}** "
+             f"({prose(row['verdict'])}): " + (prose(row["explanation"]) or "no explanation")]
     cause = row.get("cause")
     if cause:
-        lines.append(f"  - root cause: `{cause['op']}` in `{cause['where']}` ({cause['pass']} pass, {cause['kind']}"
-                     + ("" if cause.get("traced", True) else ", inferred") + ")")
+        lines.append(f"  - root cause: {code(cause['op'])} in {code(cause['where'])} ({prose(cause['pass'])} pass, "
+                     f"{prose(cause['kind'])}" + ("" if cause.get("traced", True) else ", inferred") + ")")
     rewrite = row.get("rewrite")
     if rewrite:
-        lines.append(f"  - rewrite `{rewrite['before']}` -> `{rewrite['after']}`: {rewrite['error_bits']} error bits"
+        lines.append(f"  - rewrite {code(rewrite['before'])} -> {code(rewrite['after'])}: {rewrite['error_bits']} error bits"
                      + ("" if rewrite["within_tolerance"] else " (still beyond tolerance)"))
     return lines

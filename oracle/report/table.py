@@ -16,7 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from oracle.report import STYLE, _where
+from oracle.report import STYLE, _where, visible
 
 # (column, justify, is a number); optional columns are dropped, in DROP's order, until the table fits
 COLUMNS = [("framework", "left", False), ("impl", "left", False), ("dtype", "left", False),
@@ -55,12 +55,13 @@ def _cells(result: dict) -> list[dict[str, Text]]:
                  "reference": row["reference"] or "-", "reference (20 digits)": row["reference_digits"] or "-",
                  "ulps": "-" if row["ulps"] is None else str(row["ulps"]), "bits": row["error_bits"] or "-",
                  "kappa": row["kappa"] or "-"}
-        out.append({**{k: Text(v) for k, v in cells.items()}, "verdict": Text(verdict, style=STYLE.get(row["verdict"], ""))})
+        out.append({**{k: Text(visible(v)) for k, v in cells.items()},
+                    "verdict": Text(verdict, style=STYLE.get(row["verdict"], ""))})
     return out
 
 
 def _table(title: str, columns: list[tuple[str, str, bool]], cells: list[dict]) -> Table:
-    table = Table(title=escape(title), title_justify="left", expand=False, box=box.SIMPLE_HEAD, pad_edge=False,
+    table = Table(title=escape(visible(title)), title_justify="left", expand=False, box=box.SIMPLE_HEAD, pad_edge=False,
                   collapse_padding=True)
     for name, justify, number in columns:
         whole = number or name in ("framework", "dtype", "output", "verdict")  # only impl names may fold
