@@ -190,9 +190,10 @@ class Shadow:
 
     def spread_cancellation(self, output: int, index: tuple[int, ...] = (), bits: float = DEFAULT_THRESHOLD_BITS
                             ) -> Blame | None:
-        """Cancellation that no single op owns: the additions on the path to the output element each cancel less
-        than the event threshold, but their amplifications (largest exact operand / exact result, on operands the
-        format cannot hold) multiply to more than 2**`bits`. Blamed on the addition that cancels most."""
+        """Cancellation that no op's event owns: the additions on the path to the output element each cancel less
+        than the event threshold (or less than Herbie's 100-fold), but their amplifications (largest exact operand
+        / exact result, on operands the format cannot hold) multiply to more than 2**`bits`. Blamed on the
+        addition that cancels most. Asked only when no op on the path has an event."""
         found = []
         for i, mask in sorted(self._ancestry(output, index).items()):
             op = self.ops[i]
@@ -206,13 +207,14 @@ class Shadow:
                 if mpmath.isfinite(x) and x != 0 and magnitude[element] > 2 * abs(x):
                     found.append((float(mpmath.log(magnitude[element] / abs(x), 2)), op, element))
         total = sum(b for b, _, _ in found)
-        if len(found) < 2 or total <= bits:
+        if not found or total <= bits:
             return None
         lost, op, element = max(found, key=lambda t: t[0])
         blame = _blame(op, element, "cancellation", self.format)
         steps = ", ".join(f"{o.short} at {o.where} ({b:.1f} bits)" for b, o, _ in found)
-        blame.explanation = (f"cancellation spread over {len(found)} additions on the path, together about "
-                             f"{total:.1f} bits: {steps}; the largest: {blame.explanation}")
+        spread = f"spread over {len(found)} additions on the path, " if len(found) > 1 else ""
+        blame.explanation = (f"cancellation {spread}amplifying the operands' rounding by about {total:.1f} bits: "
+                             f"{steps}; {blame.explanation}")
         return blame
 
     def departure(self, output: int, index: tuple[int, ...] = ()) -> Blame | None:

@@ -337,6 +337,13 @@ def _exact_table() -> dict:
             out[tuple(target)] = out[tuple(target)] + src[at]
         return out
 
+    def index_put(ops, x, *rest, accumulate=False, **_):  # x[indices] = values (+= with accumulate)
+        *indices, values = rest
+        out = np.array(x, dtype=x.dtype, copy=True)
+        where = tuple(slice(None) if i is None else i for i in indices)
+        out[where] = np.asarray(ops("add", out[where], values) if accumulate else values, dtype=out.dtype)
+        return out
+
     def max_dim(ops, x, dim, keepdim=False, **_):
         values = keep(ops, ops("reduce_max", x, axes=(dim % x.ndim,)), x, (dim % x.ndim,), keepdim)
         indices = np.argmax(x, axis=dim)  # the first largest, as torch's CPU kernel picks it
@@ -484,6 +491,7 @@ def _exact_table() -> dict:
         ("aten.masked_fill.Scalar", lambda ops, x, mask, value, **_: ops("select_n", mask, x, value), "select_n"),
         ("aten.masked_fill.Tensor", lambda ops, x, mask, value, **_: ops("select_n", mask, x, value), "select_n"),
         ("aten.max.dim", max_dim, "other"),
+        ("aten.index_put.default", index_put, "other"),
         ("aten.gather.default", lambda ops, x, index, dim, **_: np.take_along_axis(x, index, axis=dim), "move"),
         ("aten.scatter_add.default", scatter_add, "other"),
         ("aten.polygamma.default", lambda ops, x, n=0, **_: ops("polygamma", np.asarray(_mpf(n), dtype=object), x),
