@@ -500,6 +500,9 @@ def _exact_as(exact, like: np.ndarray) -> np.ndarray:
     """An exact result in the kind of the framework's result: mpf where it is a float (a cast of a boolean or an
     integer made a float), as computed otherwise."""
     exact = np.asarray(exact)
+    if like.dtype.kind in "biu" and exact.dtype == object:  # a cast of exact values to integers or booleans
+        convert = bool if like.dtype.kind == "b" else (lambda v: int(v) if mpmath.isfinite(v) else 0)
+        return np.asarray(np.frompyfunc(convert, 1, 1)(exact), dtype=like.dtype).reshape(exact.shape)
     if like.dtype.kind != "f" or exact.dtype == object:
         return exact
     if exact.dtype.kind == "f":

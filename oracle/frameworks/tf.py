@@ -281,6 +281,20 @@ def _exact_table() -> dict:
         loss = ops("neg", ops("reduce_sum", ops("mul", labels, log_p), axes=(features.ndim - 1,)))
         return loss, ops("sub", ops("exp", log_p), labels)
 
+    def sparse_softmax_xent(ops, features, labels, **_):  # labels are class indices
+        onehot = np.zeros(features.shape, dtype=object)
+        onehot[...] = mpmath.mpf(0)
+        np.put_along_axis(onehot, np.asarray(labels)[..., None].astype(np.int64), mpmath.mpf(1), axis=-1)
+        return softmax_xent(ops, features, onehot)
+
+    def set_diag(ops, x, d, k, **_):
+        if int(np.asarray(k).ravel()[0]) != 0 or np.asarray(k).size != 1:
+            raise ValueError("only the main diagonal is replayed")
+        out = np.array(x, dtype=object, copy=True)
+        n = min(x.shape[-2:])
+        out[..., np.arange(n), np.arange(n)] = d
+        return out
+
     def softplus(ops, x, **_):
         return ops("log1p", ops("exp", x))
 
@@ -370,11 +384,14 @@ def _exact_table() -> dict:
     unary = {"Exp": "exp", "Log": "log", "Log1p": "log1p", "Expm1": "expm1", "Sqrt": "sqrt", "Rsqrt": "rsqrt",
              "Neg": "neg", "Abs": "abs", "Sigmoid": "logistic", "Tanh": "tanh", "Lgamma": "lgamma",
              "Digamma": "digamma", "Erf": "erf", "Erfc": "erfc", "Sin": "sin", "Cos": "cos", "Sign": "sign",
-             "Floor": "floor", "Ceil": "ceil", "Square": "square"}
+             "Floor": "floor", "Ceil": "ceil", "Square": "square", "BesselI0e": "bessel_i0e",
+             "BesselI1e": "bessel_i1e", "Erfinv": "erf_inv", "Asinh": "asinh", "Acosh": "acosh", "Atanh": "atanh",
+             "Atan": "atan", "Sinh": "sinh", "Cosh": "cosh"}
     table = {name: primitive(prim) for name, prim in unary.items()}
     table |= {name: primitive(prim) for name, prim in {
         "AddV2": "add", "Add": "add", "Sub": "sub", "Mul": "mul", "RealDiv": "div", "Div": "div",
-        "Maximum": "max", "Minimum": "min", "Atan2": "atan2"}.items()}
+        "Maximum": "max", "Minimum": "min", "Atan2": "atan2", "Igamma": "igamma", "Igammac": "igammac",
+        "IgammaGradA": "igamma_grad_a"}.items()}
     table |= {name: primitive(prim, "elementwise") for name, prim in {
         "Greater": "gt", "Less": "lt", "GreaterEqual": "ge", "LessEqual": "le", "Equal": "eq", "NotEqual": "ne",
         "LogicalAnd": "and", "LogicalOr": "or", "LogicalNot": "not"}.items()}
@@ -429,6 +446,9 @@ def _exact_table() -> dict:
         "StridedSlice": composite(strided_slice, "move"),
         "StridedSliceGrad": composite(strided_slice_grad, "move"),
         "Polygamma": composite(lambda ops, a, x, **_: ops("polygamma", a, x)),
+        "IsFinite": composite(lambda ops, x, **_: np.asarray(np.frompyfunc(mpmath.isfinite, 1, 1)(x), dtype=bool)),
+        "MatrixSetDiagV3": composite(set_diag, "move"),
+        "SparseSoftmaxCrossEntropyWithLogits": composite(sparse_softmax_xent, "other"),
         "SoftmaxCrossEntropyWithLogits": composite(softmax_xent, "other"),
         "MatrixDiagPartV3": composite(diag_part, "move"), "MatrixDiagV3": composite(diag, "move"),
     }

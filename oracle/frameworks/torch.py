@@ -344,6 +344,39 @@ def _exact_table() -> dict:
         out[where] = np.asarray(ops("add", out[where], values) if accumulate else values, dtype=out.dtype)
         return out
 
+    def logit(ops, x, eps=None, **_):  # log(x / (1 - x)), x clamped to [eps, 1 - eps] when eps is given
+        one = np.asarray(_mpf(1), dtype=object)
+        if eps is not None:
+            x = ops("min", ops("max", x, np.asarray(_mpf(eps), dtype=object)), ops(
+                "sub", one, np.asarray(_mpf(eps), dtype=object)))
+        return ops("log", ops("div", x, ops("sub", one, x)))
+
+    def entr(ops, x, **_):  # -x log x; 0 at 0; -inf below
+        zero = np.asarray(_mpf(0), dtype=object)
+        inside = ops("neg", ops("mul", x, ops("log", x)))  # NaN below 0, where it is not picked
+        return ops("select_n", ops("gt", x, zero), ops("select_n", ops("eq", x, zero),
+                                                       np.asarray(-_mpf("inf"), dtype=object), zero), inside)
+
+    def huber(ops, x, t, reduction=1, delta=1.0, **_):
+        d = ops("abs", ops("sub", x, t))
+        delta = np.asarray(_mpf(delta), dtype=object)
+        half = np.asarray(_mpf(0.5), dtype=object)
+        quadratic = ops("mul", half, ops("square", d))
+        linear = ops("mul", delta, ops("sub", d, ops("mul", half, delta)))
+        return _reduced(ops, ops("select_n", ops("lt", d, delta), linear, quadratic), reduction)
+
+    def huber_backward(ops, g, x, t, reduction=1, delta=1.0, **_):
+        delta = np.asarray(_mpf(delta), dtype=object)
+        d = ops("min", ops("max", ops("sub", x, t), ops("neg", delta)), delta)
+        return _mean_grad(ops, ops("mul", g, d), reduction)
+
+    def as_strided(ops, x, size, stride, storage_offset=None, **_):
+        """A strided view of x's elements, read as if x were contiguous (the move check refuses it otherwise)."""
+        flat = np.ascontiguousarray(x).reshape(-1)
+        index = (storage_offset or 0) + sum(np.arange(n).reshape([-1 if d == k else 1 for d in range(len(size))]) * s
+                                            for k, (n, s) in enumerate(zip(size, stride)))
+        return flat[np.broadcast_to(index, tuple(size))] if size else flat[storage_offset or 0]
+
     def max_dim(ops, x, dim, keepdim=False, **_):
         values = keep(ops, ops("reduce_max", x, axes=(dim % x.ndim,)), x, (dim % x.ndim,), keepdim)
         indices = np.argmax(x, axis=dim)  # the first largest, as torch's CPU kernel picks it
@@ -404,7 +437,9 @@ def _exact_table() -> dict:
         "exp": "exp", "log": "log", "log1p": "log1p", "expm1": "expm1", "sqrt": "sqrt", "rsqrt": "rsqrt",
         "neg": "neg", "abs": "abs", "sigmoid": "logistic", "tanh": "tanh", "lgamma": "lgamma",
         "digamma": "digamma", "erf": "erf", "erfc": "erfc", "sin": "sin", "cos": "cos", "sign": "sign",
-        "floor": "floor", "ceil": "ceil", "square": "square", "sgn": "sign"}.items()}
+        "floor": "floor", "ceil": "ceil", "square": "square", "sgn": "sign", "special_i0e": "bessel_i0e",
+        "special_i1e": "bessel_i1e", "erfinv": "erf_inv", "asinh": "asinh", "acosh": "acosh", "atan": "atan",
+        "sinh": "sinh", "cosh": "cosh"}.items()}
     table |= {f"aten.{op}.{kind}": primitive(op, arity=2) for op in ("mul", "div") for kind in ("Tensor", "Scalar")}
     table |= {f"aten.{op}.default": primitive(op[:3], arity=2) for op in ("maximum", "minimum")}
     table |= {f"aten.{op}.{kind}": primitive(op, "elementwise") for op in ("gt", "lt", "ge", "le", "eq", "ne")
@@ -414,7 +449,7 @@ def _exact_table() -> dict:
                                                           "lift_fresh_copy", "contiguous")}
     table |= {f"aten.{op}.default": Rule("constant", None) for op in (
         "ones_like", "zeros_like", "full_like", "scalar_tensor", "full", "zeros", "ones", "new_zeros", "new_ones",
-        "new_full", "new_empty", "empty_like", "arange", "eye")}
+        "new_full", "new_empty", "empty_like", "arange", "eye", "new_empty_strided", "empty_strided", "empty")}
     table |= {name: composite(fn, sem) for name, fn, sem in [
         ("aten.add.Tensor", lambda ops, a, b, alpha=1, **_: ops("add", a, scaled(ops, b, alpha)), "add"),
         ("aten.add.Scalar", lambda ops, a, b, alpha=1, **_: ops("add", a, scaled(ops, b, alpha)), "add"),
@@ -491,6 +526,22 @@ def _exact_table() -> dict:
         ("aten.masked_fill.Scalar", lambda ops, x, mask, value, **_: ops("select_n", mask, x, value), "select_n"),
         ("aten.masked_fill.Tensor", lambda ops, x, mask, value, **_: ops("select_n", mask, x, value), "select_n"),
         ("aten.max.dim", max_dim, "other"),
+        ("aten.logit.default", logit, "elementwise"),
+        ("aten.special_entr.default", entr, "elementwise"),
+        ("aten.special_erfcx.default", lambda ops, x, **_: ops("mul", ops("exp", ops("mul", x, x)), ops("erfc", x)),
+         "elementwise"),
+        ("aten.mse_loss.default", lambda ops, x, t, reduction=1, **_: _reduced(ops, ops("square", ops("sub", x, t)),
+                                                                            reduction), "other"),
+        ("aten.huber_loss.default", huber, "other"),
+        ("aten.huber_loss_backward.default", huber_backward, "other"),
+        ("aten.mse_loss_backward.default", lambda ops, g, x, t, reduction=1, **_: _mean_grad(
+            ops, ops("mul", g, ops("mul", np.asarray(_mpf(2), dtype=object), ops("sub", x, t))), reduction), "other"),
+        ("aten.logit_backward.default", lambda ops, g, x, eps=None, **_: ops("div", g, ops(
+            "mul", x, ops("sub", np.asarray(_mpf(1), dtype=object), x))), "elementwise"),
+        ("aten.copy_.default", lambda ops, x, src, **_: np.broadcast_to(src, x.shape), "move"),
+        ("aten.as_strided.default", as_strided, "move"),
+        ("aten.special_igamma.default", lambda ops, a, x, **_: ops("igamma", a, x), "elementwise"),
+        ("aten.special_igammac.default", lambda ops, a, x, **_: ops("igammac", a, x), "elementwise"),
         ("aten.index_put.default", index_put, "other"),
         ("aten.gather.default", lambda ops, x, index, dim, **_: np.take_along_axis(x, index, axis=dim), "move"),
         ("aten.scatter_add.default", scatter_add, "other"),
@@ -518,6 +569,11 @@ def _exact_table() -> dict:
     # an in-place variant (logical_and_, add_) computes what its functional twin does
     table |= {f"{name.rsplit('.', 1)[0]}_.{name.rsplit('.', 1)[1]}": rule for name, rule in list(table.items())}
     return table
+
+
+def _mean_grad(ops, grad, reduction):
+    """A loss's elementwise gradient, divided by the count under reduction='mean' (1)."""
+    return grad if reduction != 1 else ops("div", grad, np.asarray(_mpf(grad.size), dtype=object))
 
 
 def _reduced(ops, loss, reduction):
