@@ -137,7 +137,8 @@ def test_scaled_bessel_functions_are_their_series():
         for k, v in enumerate(x[:3]):
             v = mpmath.mpf(float(v))
             i0 = mpmath.nsum(lambda j: (v / 2) ** (2 * j) / mp.factorial(j) ** 2, [0, mpmath.inf])
-            i1 = mpmath.nsum(lambda j: (v / 2) ** (2 * j + 1) / (mp.factorial(j) * mp.factorial(j + 1)), [0, mpmath.inf])
+            i1 = mpmath.nsum(lambda j: (v / 2) ** (2 * j + 1) / (mp.factorial(j) * mp.factorial(j + 1)),
+                             [0, mpmath.inf])
             assert abs(i0e[k] - i0 * mp.exp(-abs(v))) < mpmath.mpf(2) ** (-PREC + 8)
             assert abs(i1e[k] - i1 * mp.exp(-abs(v))) < mpmath.mpf(2) ** (-PREC + 8)
     assert i0e[3] == i1e[3] == 0
@@ -248,7 +249,8 @@ def test_dynamic_slice_and_update_clamp_the_start():
     for start, first in ((1, 1), (5, 2), (-3, 1), (-9, 0)):  # JAX adds the size to a negative start, XLA clamps
         got = interpret(lambda v, i: lax.dynamic_slice(v, (i,), (2,)), x, np.int32(start))
         assert list(got) == list(x[first:first + 2]) == list(lax.dynamic_slice(x, (start,), (2,)))
-        updated = interpret(lambda v, i: lax.dynamic_update_slice(v, jnp.full(2, 9.0, v.dtype), (i,)), x, np.int32(start))
+        updated = interpret(lambda v, i: lax.dynamic_update_slice(v, jnp.full(2, 9.0, v.dtype), (i,)), x,
+                            np.int32(start))
         assert list(updated) == [9.0 if first <= k < first + 2 else x[k] for k in range(4)]
 
 
@@ -285,7 +287,8 @@ def test_eigh_values_are_the_characteristic_roots_and_vectors_diagonalise():
         m = mpmath.matrix(exact(a).tolist())
         # det(A - t I) = -t^3 + tr(A) t^2 - c1 t + det(A)
         c1 = sum(m[i, i] * m[j, j] - m[i, j] * m[j, i] for i in range(3) for j in range(i + 1, 3))
-        roots = sorted(mpmath.polyroots([-1, m[0, 0] + m[1, 1] + m[2, 2], -c1, mp.det(m)], maxsteps=200, extraprec=PREC))
+        roots = sorted(mpmath.polyroots([-1, m[0, 0] + m[1, 1] + m[2, 2], -c1, mp.det(m)], maxsteps=200,
+                                        extraprec=PREC))
         for got, want in zip(values, roots):
             assert abs(got - want) < mpmath.mpf(2) ** (-PREC + 16)
         q = mpmath.matrix(vectors.tolist())

@@ -265,9 +265,12 @@ def _igammac(a, x):
 
 
 def _igamma_grad_a(a, x):
-    """dP(a, x)/da, by mpmath.diff at the working precision (mpmath raises its own precision for the step)."""
-    if not _gamma_args_ok(a, x) or x == 0 or mp.isinf(x):
-        return NAN if not _gamma_args_ok(a, x) else ZERO
+    """dP(a, x)/da, by mpmath.diff at the working precision (mpmath raises its own precision for the step);
+    0 where P is constant in a (x = 0 or inf)."""
+    if not _gamma_args_ok(a, x):
+        return NAN
+    if x == 0 or mp.isinf(x):
+        return ZERO
     return mp.diff(lambda t: mp.gammainc(t, 0, x, regularized=True), a)
 
 
@@ -839,9 +842,10 @@ class Interpreter:
 
     def p_eigh(self, x, lower=True, sort_eigenvalues=True, subset_by_index=None, **_):
         """Eigenvectors (columns) and ascending eigenvalues of the symmetric matrix whose `lower` (or upper)
-        triangle is given, by mpmath's Jacobi iteration to the working precision. Each eigenvector's sign is
-        the one that makes its largest component (the first of equal ones) positive; LAPACK's sign is
-        arbitrary, and a consumer of eigh that depends on it is not a function of the matrix."""
+        triangle is given, by mpmath's eigsy (Householder tridiagonalisation, implicit QL) to the working
+        precision. Each eigenvector's sign is the one that makes its largest component (the first of equal
+        ones) positive; LAPACK's sign is arbitrary, and a consumer of eigh that depends on it is not a
+        function of the matrix."""
         vectors = np.empty(x.shape, dtype=object)
         values = np.empty(x.shape[:-1], dtype=object)
         n = x.shape[-1]

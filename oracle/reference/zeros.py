@@ -62,9 +62,7 @@ class StrongZeros:
         name = eqn.primitive.name
         full = [m if m is not None else np.zeros(np.shape(x), dtype=bool) for m, x in zip(masks, ins)]
         if name in MOVES:
-            moved = [m if x.dtype == object else x for m, x in zip(full, ins)]
-            if name == "select_n":
-                moved[0] = ins[0]
+            moved = [m if x.dtype == object else x for m, x in zip(full, ins)]  # select_n's predicate stays
             mask = interpreter.apply(eqn, moved)[0]
         elif name in SAME:
             mask = full[0]
