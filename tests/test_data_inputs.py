@@ -9,7 +9,6 @@ exact integers and are never rounded. Truth: closed forms in mpmath at 320 bits.
 
 from __future__ import annotations
 
-
 import mpmath
 import numpy as np
 import pytest
