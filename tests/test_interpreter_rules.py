@@ -19,7 +19,7 @@ from mpmath import mp
 
 from oracle import formula, shadow
 from oracle.floats import fmt
-from oracle.reference.mp_eval import Interpreter, to_mp
+from oracle.reference.mp_eval import Interpreter, UnsupportedPrimitive, to_mp
 
 PREC = 200
 F32 = fmt("float32")
@@ -177,6 +177,49 @@ def test_scan_runs_its_body_length_times_in_either_direction():
             carry = carry * fraction(xs[i]) + 1
         assert mpf_to_fraction(final[()]) == carry
         assert [mpf_to_fraction(v) for v in seen] == truth
+
+
+def test_cumulative_reductions_in_both_directions():
+    x = np.array([[0.5, -1.25, 3.0], [2.0, 0.125, -4.0]], dtype=np.float32)
+    for reverse in (False, True):
+        got = interpret(lambda v: (lax.cumsum(v, 1, reverse), lax.cumprod(v, 1, reverse), lax.cummax(v, 1, reverse),
+                                   lax.cummin(v, 0, reverse)), x)
+        q = [[fraction(v) for v in row] for row in x]
+        order = [2, 1, 0] if reverse else [0, 1, 2]
+        for r in range(2):
+            acc = {"sum": Fraction(0), "prod": Fraction(1), "max": None}
+            for j in order:
+                acc["sum"] += q[r][j]
+                acc["prod"] *= q[r][j]
+                acc["max"] = q[r][j] if acc["max"] is None else max(acc["max"], q[r][j])
+                assert [mpf_to_fraction(got[k][r, j]) for k in range(3)] == [acc["sum"], acc["prod"], acc["max"]]
+        for j in range(3):
+            first, second = (1, 0) if reverse else (0, 1)
+            assert mpf_to_fraction(got[3][first, j]) == q[first][j]
+            assert mpf_to_fraction(got[3][second, j]) == min(q[0][j], q[1][j])
+
+
+def test_while_loop_runs_to_its_exact_exit_and_a_runaway_loop_is_refused():
+    def series(x):  # sum of x**k / k! while the term exceeds 2**-30
+        def body(state):
+            total, term, k = state
+            return total + term, term * x / (k + 1), k + 1
+        return lax.while_loop(lambda s: s[1] > 2.0**-30, body, (jnp.float32(0), jnp.float32(1), jnp.float32(0)))
+
+    total, term, k = interpret(series, np.float32(0.75))
+    want, t, n = Fraction(0), Fraction(1), 0
+    while t > Fraction(1, 2**30):
+        want, t, n = want + t, t * Fraction(3, 4) / (n + 1), n + 1
+    assert k[()] == n == 12  # the exact predicate stops where the rational series does
+    for got, exact in ((total, want), (term, t)):
+        assert abs(mpf_to_fraction(got[()]) - exact) <= exact * Fraction(1, 2 ** (PREC - 8))
+    with pytest.raises(UnsupportedPrimitive, match="still looping after"):
+        interpret(lambda x: lax.while_loop(lambda c: c > -1, lambda c: c + 1, x), np.float32(0))
+
+
+def test_integer_clamp_stays_integer():
+    got = interpret(lambda i: lax.clamp(0, i, 2), np.int32(7))
+    assert got.dtype == np.int32 and got == 2
 
 
 # ------------------------------------------------------------------ gather and scatter
