@@ -1,4 +1,4 @@
-"""Which numpyro distributions (and jax.scipy.stats pmfs) the shadow execution can replay exactly (issue 12).
+"""Which numpyro distributions, jax.scipy.stats pmfs and jax.scipy.special functions the shadow replays exactly.
 
 For each impl below, the JAX shadow replays its jaxpr (forward and backward) in floats and in mpmath;
 a primitive without an exact rule makes it unavailable, and the primitive is counted. The parameters are
@@ -24,7 +24,8 @@ DISCRETE = [
     "Binomial(10, probs=x).log_prob(k)", "Binomial(10, logits=x).log_prob(k)", "Poisson(a).log_prob(k)",
     "NegativeBinomial2(a, b).log_prob(k)", "NegativeBinomialProbs(a, x).log_prob(k)",
     "NegativeBinomialLogits(a, x).log_prob(k)", "GammaPoisson(a, b).log_prob(k)", "Geometric(probs=x).log_prob(k)",
-    "Geometric(logits=x).log_prob(k)", "Bernoulli(logits=x).log_prob(0 * x + 1)", "Bernoulli(probs=x).log_prob(0 * x + 1)",
+    "Geometric(logits=x).log_prob(k)", "Bernoulli(logits=x).log_prob(0 * x + 1)",
+    "Bernoulli(probs=x).log_prob(0 * x + 1)",
     "BetaBinomial(a, b, 10).log_prob(k)", "ZeroInflatedPoisson(x, a).log_prob(k)", "Categorical(logits=m).log_prob(1)",
     "Categorical(probs=v).log_prob(1)", "Multinomial(5, probs=v).log_prob(kv)",
     "DirichletMultinomial(kv, total_count=5).log_prob(kv)",
@@ -45,12 +46,20 @@ CONTINUOUS = [
     "VonMises(x, a).log_prob(y)", "Weibull(a, b).log_prob(y)", "Normal(x, a).cdf(y)", "Normal(x, a).log_cdf(y)",
     "Normal(x, a).icdf(x)", "Normal(x, a).entropy()", "Gamma(a, b).entropy()", "Beta(a, b).entropy()",
     "StudentT(a, x, b).entropy()", "LowRankMultivariateNormal(m, W, kv).log_prob(v)",
-    "MixtureSameFamily(numpyro.distributions.Categorical(probs=v), numpyro.distributions.Normal(m, kv)).log_prob(y + 0 * v)",
+    "MixtureSameFamily(numpyro.distributions.Categorical(probs=v), numpyro.distributions.Normal(m, kv))"
+    ".log_prob(y + 0 * v)",
     "kl_divergence(numpyro.distributions.Normal(x, a), numpyro.distributions.Normal(y, b))",
     "kl_divergence(numpyro.distributions.Beta(a, b), numpyro.distributions.Beta(b, a))",
     "kl_divergence(numpyro.distributions.Gamma(a, b), numpyro.distributions.Gamma(b, a))",
     "kl_divergence(numpyro.distributions.Dirichlet(kv), numpyro.distributions.Dirichlet(v))",
 ]
+
+SPECIAL = ["betainc(a, b, x)", "gammainc(a, y)", "gammaincc(a, y)", "erfcx(y)", "expi(y)", "exp1(y)", "spence(y)",
+           "i0(y)", "i1(y)", "i0e(y)", "i1e(y)", "dawsn(y)", "ndtri(x)", "owens_t(y, a)", "zeta(a, y)", "entr(x)",
+           "kl_div(x, y)", "rel_entr(x, y)", "xlogy(x, y)", "xlog1py(x, y)", "log_ndtr(y)", "hyp1f1(a, b, y)",
+           "poch(a, y)", "erfinv(x)", "logit(x)", "expit(y)", "gammasgn(y)", "beta(a, b)", "betaln(a, b)",
+           "polygamma(1, y)", "multigammaln(a, 2)", "boxcox(y, a)", "boxcox1p(y, a)", "digamma(y)", "gamma(y)",
+           "loggamma(y)", "comb(b, a)", "expn(2, y)"]
 
 
 def replay(source: str) -> str:
@@ -69,7 +78,8 @@ def replay(source: str) -> str:
 
 def main() -> None:
     for title, sources in (("numpyro discrete", [D + s for s in DISCRETE]), ("jax.scipy.stats pmfs", SCIPY),
-                           ("numpyro continuous, cdfs, entropies, KLs", [D + s for s in CONTINUOUS])):
+                           ("numpyro continuous, cdfs, entropies, KLs", [D + s for s in CONTINUOUS]),
+                           ("jax.scipy.special", ["jax.scipy.special." + s for s in SPECIAL])):
         outcomes = {s: replay(s) for s in sources}
         missing = Counter(o.split()[1] for o in outcomes.values() if o.startswith("missing"))
         replayed = sum(o == "ok" for o in outcomes.values())
