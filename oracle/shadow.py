@@ -94,7 +94,7 @@ _ADDITIVE = {"add", "add_any", "sub", "reduce_sum"}
 _RANGE_KINDS = ("overflow", "underflow")
 _ELEMENTWISE = (set(mp_eval.FLOAT_UNARY) | set(mp_eval.FLOAT_BINARY) | set(mp_eval.COMPARE) | set(mp_eval.LOGICAL)
                 | set(mp_eval.INTEGER) | {"select_n", "clamp", "integer_pow", "convert_element_type", "is_finite",
-                                         "stop_gradient", "copy", "copy_p", "elementwise"})
+                                         "stop_gradient", "copy", "copy_p", "elementwise", "round"})
 # JAX's tracing machinery and thin primitive wrappers: skipped when locating the code behind an equation.
 _MACHINERY = re.compile(r"/jax/_src/(core|source_info_util|pjit|api|api_util|linear_util|traceback_util"
                         r"|custom_derivatives|dispatch|util|tree_util|interpreters/\w+|lax/lax|numpy/array_methods"
@@ -102,7 +102,8 @@ _MACHINERY = re.compile(r"/jax/_src/(core|source_info_util|pjit|api|api_util|lin
 
 
 class ShadowUnavailable(RuntimeError):
-    """The computation uses a primitive the exact interpreter lacks (gather, lu, custom_linear_solve, ...)."""
+    """The computation uses a primitive or a recorded op that has no exact rule (lu, bitcast_convert_type, an aten or
+    TF op missing from its table), or a rule that fails to reproduce what the op did."""
 
     def __init__(self, primitive: str, what: str = "primitive"):
         super().__init__(f"shadow execution unavailable: no exact rule for {what} '{primitive}'"

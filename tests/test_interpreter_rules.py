@@ -19,7 +19,8 @@ from mpmath import mp
 
 from oracle import formula, shadow
 from oracle.floats import fmt
-from oracle.reference.mp_eval import Interpreter, to_mp
+from oracle.reference import mp_eval
+from oracle.reference.mp_eval import Interpreter, UnsupportedPrimitive, to_mp
 
 PREC = 200
 F32 = fmt("float32")
@@ -136,8 +137,13 @@ def test_scaled_bessel_functions_are_their_series():
     with mp.workprec(PREC):
         for k, v in enumerate(x[:3]):
             v = mpmath.mpf(float(v))
+<<<<<<< HEAD
             i0 = mpmath.nsum(lambda j, v=v: (v / 2) ** (2 * j) / mp.factorial(j) ** 2, [0, mpmath.inf])
             i1 = mpmath.nsum(lambda j, v=v: (v / 2) ** (2 * j + 1) / (mp.factorial(j) * mp.factorial(j + 1)),
+=======
+            i0 = mpmath.nsum(lambda j: (v / 2) ** (2 * j) / mp.factorial(j) ** 2, [0, mpmath.inf])
+            i1 = mpmath.nsum(lambda j: (v / 2) ** (2 * j + 1) / (mp.factorial(j) * mp.factorial(j + 1)),
+>>>>>>> issue12b
                              [0, mpmath.inf])
             assert abs(i0e[k] - i0 * mp.exp(-abs(v))) < mpmath.mpf(2) ** (-PREC + 8)
             assert abs(i1e[k] - i1 * mp.exp(-abs(v))) < mpmath.mpf(2) ** (-PREC + 8)
@@ -177,6 +183,50 @@ def test_scan_runs_its_body_length_times_in_either_direction():
             carry = carry * fraction(xs[i]) + 1
         assert mpf_to_fraction(final[()]) == carry
         assert [mpf_to_fraction(v) for v in seen] == truth
+
+
+def test_cumulative_reductions_in_both_directions():
+    x = np.array([[0.5, -1.25, 3.0], [2.0, 0.125, -4.0]], dtype=np.float32)
+    for reverse in (False, True):
+        got = interpret(lambda v: (lax.cumsum(v, 1, reverse), lax.cumprod(v, 1, reverse), lax.cummax(v, 1, reverse),
+                                   lax.cummin(v, 0, reverse)), x)
+        q = [[fraction(v) for v in row] for row in x]
+        order = [2, 1, 0] if reverse else [0, 1, 2]
+        for r in range(2):
+            acc = {"sum": Fraction(0), "prod": Fraction(1), "max": None}
+            for j in order:
+                acc["sum"] += q[r][j]
+                acc["prod"] *= q[r][j]
+                acc["max"] = q[r][j] if acc["max"] is None else max(acc["max"], q[r][j])
+                assert [mpf_to_fraction(got[k][r, j]) for k in range(3)] == [acc["sum"], acc["prod"], acc["max"]]
+        for j in range(3):
+            first, second = (1, 0) if reverse else (0, 1)
+            assert mpf_to_fraction(got[3][first, j]) == q[first][j]
+            assert mpf_to_fraction(got[3][second, j]) == min(q[0][j], q[1][j])
+
+
+def test_while_loop_runs_to_its_exact_exit_and_a_runaway_loop_is_refused(monkeypatch):
+    def series(x):  # sum of x**k / k! while the term exceeds 2**-30
+        def body(state):
+            total, term, k = state
+            return total + term, term * x / (k + 1), k + 1
+        return lax.while_loop(lambda s: s[1] > 2.0**-30, body, (jnp.float32(0), jnp.float32(1), jnp.float32(0)))
+
+    total, term, k = interpret(series, np.float32(0.75))
+    want, t, n = Fraction(0), Fraction(1), 0
+    while t > Fraction(1, 2**30):
+        want, t, n = want + t, t * Fraction(3, 4) / (n + 1), n + 1
+    assert k[()] == n == 12  # the exact predicate stops where the rational series does
+    for got, exact in ((total, want), (term, t)):
+        assert abs(mpf_to_fraction(got[()]) - exact) <= exact * Fraction(1, 2 ** (PREC - 8))
+    monkeypatch.setattr(mp_eval, "MAX_WHILE", 100)  # the cap's logic, without 10000 steps of a unit test
+    with pytest.raises(UnsupportedPrimitive, match="still looping after 100 steps"):
+        interpret(lambda x: lax.while_loop(lambda c: c > -1, lambda c: c + 1, x), np.float32(0))
+
+
+def test_integer_clamp_stays_integer():
+    got = interpret(lambda i: lax.clamp(0, i, 2), np.int32(7))
+    assert got.dtype == np.int32 and got == 2
 
 
 # ------------------------------------------------------------------ gather and scatter
@@ -249,7 +299,8 @@ def test_dynamic_slice_and_update_clamp_the_start():
     for start, first in ((1, 1), (5, 2), (-3, 1), (-9, 0)):  # JAX adds the size to a negative start, XLA clamps
         got = interpret(lambda v, i: lax.dynamic_slice(v, (i,), (2,)), x, np.int32(start))
         assert list(got) == list(x[first:first + 2]) == list(lax.dynamic_slice(x, (start,), (2,)))
-        updated = interpret(lambda v, i: lax.dynamic_update_slice(v, jnp.full(2, 9.0, v.dtype), (i,)), x, np.int32(start))
+        updated = interpret(lambda v, i: lax.dynamic_update_slice(v, jnp.full(2, 9.0, v.dtype), (i,)), x,
+                            np.int32(start))
         assert list(updated) == [9.0 if first <= k < first + 2 else x[k] for k in range(4)]
 
 
@@ -286,7 +337,8 @@ def test_eigh_values_are_the_characteristic_roots_and_vectors_diagonalise():
         m = mpmath.matrix(exact(a).tolist())
         # det(A - t I) = -t^3 + tr(A) t^2 - c1 t + det(A)
         c1 = sum(m[i, i] * m[j, j] - m[i, j] * m[j, i] for i in range(3) for j in range(i + 1, 3))
-        roots = sorted(mpmath.polyroots([-1, m[0, 0] + m[1, 1] + m[2, 2], -c1, mp.det(m)], maxsteps=200, extraprec=PREC))
+        roots = sorted(mpmath.polyroots([-1, m[0, 0] + m[1, 1] + m[2, 2], -c1, mp.det(m)], maxsteps=200,
+                                        extraprec=PREC))
         for got, want in zip(values, roots):
             assert abs(got - want) < mpmath.mpf(2) ** (-PREC + 16)
         q = mpmath.matrix(vectors.tolist())

@@ -67,6 +67,21 @@ def test_vector_where_mixes_taken_and_untaken_branches():
     assert list(grad.rounded) == [0, 3, 0.75]
 
 
+def test_a_strong_cotangent_stays_zero_through_a_matrix_product():
+    """f = sum(where(x > 0, M @ sqrt(x), 1)) is 2 near x = [-1, -4]: every gradient is 0. Backward, the
+    untaken branch's zero cotangent meets sqrt(x) = NaN in dot_general (outer product for grad.M) and
+    passes a dot_general with M on its way to grad.x."""
+    x, m = np.array([-1.0, -4.0], dtype=np.float32), np.array([[1, 2], [0.5, -1]], dtype=np.float32)
+    program = trace(parse("sum(where(x > 0, matmul(M, sqrt(x)), 1.0))", {"M", "x"}), {"M": (2, 2), "x": (2,)},
+                    ["M", "x"])
+    value, grad_m, grad_x = compute(program, {"M": m, "x": x}, F32).outputs
+    assert value.rounded == 2
+    assert grad_m.rounded.tolist() == [[0, 0], [0, 0]] and grad_x.rounded.tolist() == [0, 0]
+    assert grad_m.certified.all() and grad_x.certified.all()
+    as_written = compute(program, {"M": m, "x": x}, F32, strong_zeros=False).outputs
+    assert np.isnan(as_written[1].rounded).all() and np.isnan(as_written[2].rounded).all()
+
+
 def test_forward_zeros_are_not_strong():
     value, grad, ref = reference("0 * log(x)", -1.0)
     assert np.isnan(value.rounded)

@@ -35,6 +35,9 @@ class UnsupportedPrimitive(NotImplementedError):
         super().__init__(f"unsupported primitive '{name}' in the reference jaxpr")
 
 
+MAX_WHILE = 10_000  # steps of one while loop: JAX's series and continued fractions stop far sooner
+
+
 class InexactLiteral(ValueError):
     pass
 
@@ -265,9 +268,12 @@ def _igammac(a, x):
 
 
 def _igamma_grad_a(a, x):
-    """dP(a, x)/da, by mpmath.diff at the working precision (mpmath raises its own precision for the step)."""
-    if not _gamma_args_ok(a, x) or x == 0 or mp.isinf(x):
-        return NAN if not _gamma_args_ok(a, x) else ZERO
+    """dP(a, x)/da, by mpmath.diff at the working precision (mpmath raises its own precision for the step);
+    0 where P is constant in a (x = 0 or inf)."""
+    if not _gamma_args_ok(a, x):
+        return NAN
+    if x == 0 or mp.isinf(x):
+        return ZERO
     return mp.diff(lambda t: mp.gammainc(t, 0, x, regularized=True), a)
 
 
@@ -612,6 +618,8 @@ class Interpreter:
         return np.choose(np.broadcast_to(which, shape), [np.broadcast_to(c, shape) for c in cases])
 
     def p_clamp(self, lo, x, hi):
+        if not _is_float(x):  # integers (lax.switch clamps its index) stay integers
+            return np.minimum(np.maximum(x, lo), hi).astype(x.dtype)
         return np.asarray(_ufunc(_min, 2)(_ufunc(_max, 2)(x, lo), hi), dtype=object)
 
     def p_round(self, x, rounding_method, **_):
@@ -657,6 +665,24 @@ class Interpreter:
 
     def p_reduce_and(self, x, axes, **_):
         return np.all(x, axis=tuple(axes))
+
+    def _cumulative(self, x, axis, reverse, fn):
+        """A running reduction along `axis` (from the end when `reverse`), in order."""
+        x = np.flip(x, axis) if reverse else x
+        out = np.asarray(fn.accumulate(x, axis=axis), dtype=object if _is_float(x) else x.dtype)
+        return np.flip(out, axis) if reverse else out
+
+    def p_cumsum(self, x, axis, reverse, **_):
+        return self._cumulative(x, axis, reverse, np.add)
+
+    def p_cumprod(self, x, axis, reverse, **_):
+        return self._cumulative(x, axis, reverse, np.multiply)
+
+    def p_cummax(self, x, axis, reverse, **_):
+        return self._cumulative(x, axis, reverse, _ufunc(_max, 2) if _is_float(x) else np.maximum)
+
+    def p_cummin(self, x, axis, reverse, **_):
+        return self._cumulative(x, axis, reverse, _ufunc(_min, 2) if _is_float(x) else np.minimum)
 
     def p_argmax(self, x, axes, index_dtype, **_):
         return np.argmax(x, axis=axes[0]).astype(index_dtype)
@@ -837,11 +863,26 @@ class Interpreter:
             stacked.append(np.stack([y[k] for y in ys]).astype(dtype) if ys else np.empty((0, *aval.shape), dtype))
         return [*carry, *stacked]
 
+    def p_while(self, *args, cond_jaxpr, body_jaxpr, cond_nconsts, body_nconsts, **_):
+        """lax.while_loop with the exact predicate. JAX's special functions loop until a term is below a float
+        tolerance or a fixed count; a loop still running after MAX_WHILE steps is refused, never cut short."""
+        cond_consts, body_consts = list(args[:cond_nconsts]), list(args[cond_nconsts:cond_nconsts + body_nconsts])
+        carry = list(args[cond_nconsts + body_nconsts:])
+        cond_closed = [self.constant(c) for c in cond_jaxpr.consts]
+        body_closed = [self.constant(c) for c in body_jaxpr.consts]
+        for _ in range(MAX_WHILE):
+            (go,) = self.eval_jaxpr(cond_jaxpr.jaxpr, cond_closed, [*cond_consts, *carry])
+            if not bool(go):
+                return carry
+            carry = self.eval_jaxpr(body_jaxpr.jaxpr, body_closed, [*body_consts, *carry])
+        raise UnsupportedPrimitive(f"while (still looping after {MAX_WHILE} steps)")
+
     def p_eigh(self, x, lower=True, sort_eigenvalues=True, subset_by_index=None, **_):
         """Eigenvectors (columns) and ascending eigenvalues of the symmetric matrix whose `lower` (or upper)
-        triangle is given, by mpmath's Jacobi iteration to the working precision. Each eigenvector's sign is
-        the one that makes its largest component (the first of equal ones) positive; LAPACK's sign is
-        arbitrary, and a consumer of eigh that depends on it is not a function of the matrix."""
+        triangle is given, by mpmath's eigsy (Householder tridiagonalisation, implicit QL) to the working
+        precision. Each eigenvector's sign is the one that makes its largest component (the first of equal
+        ones) positive; LAPACK's sign is arbitrary, and a consumer of eigh that depends on it is not a
+        function of the matrix."""
         vectors = np.empty(x.shape, dtype=object)
         values = np.empty(x.shape[:-1], dtype=object)
         n = x.shape[-1]

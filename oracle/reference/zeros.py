@@ -12,11 +12,12 @@ stays 0 when multiplied or divided (as numerator) by NaN or an infinity.
 
 A mask per array (by id, arrays kept alive, like the interpreter's `absorbed`)
 marks strong elements. Literal zeros of backward equations start it; it moves
-with the values through broadcasts, reshapes, transposes, slices, pads, gathers,
-selects and conversions; a product (mul, dot_general) is strong where a factor is
-(every term of a dot); a quotient where its numerator is; a sum (add, add_any,
-sub, reduce_sum, scatter-add) where every term is. Forward-pass zeros are never
-strong: 0 * log(-1) in the function itself stays NaN, as mathematics says.
+with the values through broadcasts, reshapes, transposes, slices, pads, selects
+and conversions; a product (mul, dot_general) is strong where a factor is (every
+term of a dot); a quotient where its numerator is; a sum (add, add_any, sub,
+reduce_sum) where every term is. Only a case's definition (formula functions,
+which never gather) gets strong zeros. Forward-pass zeros are never strong:
+0 * log(-1) in the function itself stays NaN, as mathematics says.
 """
 
 from __future__ import annotations
@@ -25,11 +26,9 @@ import mpmath
 import numpy as np
 from jax.extend import core as jcore
 
-from oracle.reference import indexing
-
-# the mask moves exactly like the values (index operands and select_n's predicate stay what they are)
+# the mask moves exactly like the values (select_n's predicate stays what it is)
 MOVES = {"broadcast_in_dim", "reshape", "transpose", "squeeze", "expand_dims", "rev", "slice", "concatenate",
-         "dynamic_slice", "pad", "select_n"}
+         "pad", "select_n"}
 SAME = {"neg", "copy", "copy_p", "convert_element_type", "reduce_precision"}  # elementwise, zero to zero
 SUMS = {"add", "add_any", "sub"}
 ZERO = mpmath.mpf(0)
@@ -62,20 +61,14 @@ class StrongZeros:
         name = eqn.primitive.name
         full = [m if m is not None else np.zeros(np.shape(x), dtype=bool) for m, x in zip(masks, ins)]
         if name in MOVES:
-            moved = [m if x.dtype == object else x for m, x in zip(full, ins)]
-            if name == "select_n":
-                moved[0] = ins[0]
+            moved = [m if x.dtype == object else x for m, x in zip(full, ins)]  # select_n's predicate stays
             mask = interpreter.apply(eqn, moved)[0]
         elif name in SAME:
             mask = full[0]
-        elif name == "gather":
-            mask = indexing.gather(full[0], ins[1], **{**eqn.params, "fill_value": False})
         elif name in SUMS:
             mask = np.logical_and(*full)
         elif name == "reduce_sum":
             mask = np.all(full[0], axis=tuple(eqn.params["axes"]))
-        elif name == "scatter-add":
-            mask = indexing.scatter(np.logical_and, full[0], ins[1], full[2], **eqn.params)
         elif name == "mul":
             mask = np.logical_or(*full)
         elif name == "div":
