@@ -137,13 +137,8 @@ def test_scaled_bessel_functions_are_their_series():
     with mp.workprec(PREC):
         for k, v in enumerate(x[:3]):
             v = mpmath.mpf(float(v))
-<<<<<<< HEAD
             i0 = mpmath.nsum(lambda j, v=v: (v / 2) ** (2 * j) / mp.factorial(j) ** 2, [0, mpmath.inf])
             i1 = mpmath.nsum(lambda j, v=v: (v / 2) ** (2 * j + 1) / (mp.factorial(j) * mp.factorial(j + 1)),
-=======
-            i0 = mpmath.nsum(lambda j: (v / 2) ** (2 * j) / mp.factorial(j) ** 2, [0, mpmath.inf])
-            i1 = mpmath.nsum(lambda j: (v / 2) ** (2 * j + 1) / (mp.factorial(j) * mp.factorial(j + 1)),
->>>>>>> issue12b
                              [0, mpmath.inf])
             assert abs(i0e[k] - i0 * mp.exp(-abs(v))) < mpmath.mpf(2) ** (-PREC + 8)
             assert abs(i1e[k] - i1 * mp.exp(-abs(v))) < mpmath.mpf(2) ** (-PREC + 8)
