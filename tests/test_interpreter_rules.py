@@ -183,7 +183,7 @@ def test_scan_runs_its_body_length_times_in_either_direction():
 def test_cumulative_reductions_in_both_directions():
     x = np.array([[0.5, -1.25, 3.0], [2.0, 0.125, -4.0]], dtype=np.float32)
     for reverse in (False, True):
-        got = interpret(lambda v: (lax.cumsum(v, 1, reverse), lax.cumprod(v, 1, reverse), lax.cummax(v, 1, reverse),
+        got = interpret(lambda v, reverse=reverse: (lax.cumsum(v, 1, reverse), lax.cumprod(v, 1, reverse), lax.cummax(v, 1, reverse),
                                    lax.cummin(v, 0, reverse)), x)
         q = [[fraction(v) for v in row] for row in x]
         order = [2, 1, 0] if reverse else [0, 1, 2]
