@@ -26,6 +26,7 @@ import numpy as np
 from mpmath import libmp, mp
 
 from oracle.floats import FORMATS, round_to, to_fraction
+from oracle.reference import special
 
 
 class UnsupportedPrimitive(NotImplementedError):
@@ -64,6 +65,7 @@ KNOWN_CONSTANTS = {
     "sqrt(2/pi)": lambda: mp.sqrt(2 / mp.pi), "1/sqrt(2pi)": lambda: 1 / mp.sqrt(2 * mp.pi),
     "log(2)": lambda: mp.log(2), "1/log(2)": lambda: 1 / mp.log(2), "log(10)": lambda: mp.log(10),
     "log(2pi)/2": lambda: mp.log(2 * mp.pi) / 2, "log(pi)": lambda: mp.log(mp.pi), "e": lambda: +mp.e,
+    "sqrt(pi)/2": lambda: mp.sqrt(mp.pi) / 2,  # erf_inv's derivative
 }
 
 
@@ -230,12 +232,15 @@ FLOAT_BINARY = {
     "add": operator.add, "add_any": operator.add, "sub": operator.sub, "mul": operator.mul, "div": _div, "pow": _pow, "max": _max, "min": _min,
     "atan2": mp.atan2, "polygamma": _polygamma,
 }
+FLOAT_UNARY.update(special.UNARY)  # bessel_i0e, bessel_i1e, erf_inv
+FLOAT_BINARY.update(special.BINARY)  # igamma, igammac, igamma_grad_a
 # numpy's object loops call the operator in C: the same mpf arithmetic, without a Python frame per element
 _ARITHMETIC = {"add": np.add, "add_any": np.add, "sub": np.subtract, "mul": np.multiply}
 ABSORBING = ("add", "add_any", "sub")
 # Functions that never reach 0, 1 or -1 at a finite nonzero argument: such a result means the
 # precision absorbed the difference (logistic(200) == 1), as an addition absorbs an operand.
-SATURATING = ("logistic", "tanh", "erf", "erfc", "exp", "expm1", "cos")
+SATURATING = ("logistic", "tanh", "erf", "erfc", "exp", "expm1", "cos",
+              "igamma", "igammac", "regularized_incomplete_beta", "bessel_i0e")
 
 
 def _saturated(x: np.ndarray, out: np.ndarray) -> np.ndarray:
@@ -514,6 +519,11 @@ class Interpreter:
 
     def p_clamp(self, lo, x, hi):
         return np.asarray(_ufunc(_min, 2)(_ufunc(_max, 2)(x, lo), hi), dtype=object)
+
+    def p_regularized_incomplete_beta(self, a, b, x):
+        out = np.asarray(_ufunc(special.regularized_incomplete_beta, 3)(a, b, x), dtype=object)
+        self.note_domain("regularized_incomplete_beta", [a, b, x], out)
+        return out
 
     def p_is_finite(self, x):
         return _finite_mask(x)
