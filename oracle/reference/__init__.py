@@ -1,7 +1,9 @@
-"""The certified reference: the case's mathematical definition, traced by JAX, evaluated in mpmath.
+"""The certified reference: the case's mathematical definition, traced by JAX, evaluated in Arb balls
+(a proof, `oracle.reference.enclosure`) or, where the ball engine has no rule or cannot decide a branch,
+in mpmath at two agreeing precisions (evidence).
 
 No float64 arithmetic happens here: inputs arrive as values already rounded to
-the evaluated dtype and become exact mpf numbers; constants come from mpmath.
+the evaluated dtype and become exact balls or mpf numbers; constants come from Arb or mpmath.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import numpy as np
 from mpmath import mp
 
 from oracle.floats import Format, round_array, ulps
+from oracle.reference import enclosure
 from oracle.frameworks import exact_constant
 from oracle.reference.mp_eval import Interpreter, paused_gc, to_mp
 from oracle.reference.program import Program
@@ -33,6 +36,7 @@ class OutputReference:
     numeric: np.ndarray | None = None  # mpmath.diff of the forward function (gradients only)
     numeric_agrees: np.ndarray | None = None
     settled: np.ndarray | None = None  # the exact value itself (not only its rounding) agreed at both precisions
+    disagrees: np.ndarray | None = None  # certified by Arb but rounded differently by mpmath (so: uncertain)
 
     def nonzero(self) -> np.ndarray:
         """Components whose true value is certainly nonzero: an exact 0 computed with cancellation leaves a
@@ -52,6 +56,8 @@ class Reference:
     summed: bool
     gradient_check: str
     cap: int  # the highest precision the certification may use
+    engine: str = "mpmath-agreement"  # "arb": every certified component is proven by an enclosure
+    second_opinion: str = ""  # mpmath's check of the Arb result, or why the ball engine did not run
 
     @property
     def precision(self) -> int:
@@ -78,14 +84,57 @@ def _arguments(program: Program, inputs: dict[str, np.ndarray], prec: int) -> li
 
 def compute(program: Program, inputs: dict[str, np.ndarray], f: Format, start: int = START_PRECISION,
             cap: int = MAX_PRECISION, diff_limit: int = DIFF_LIMIT) -> Reference:
-    """Evaluate at doubling precisions until each component rounds to `f` the same way twice
-    (runs where it may come from a cancelled absorption do not count; see mp_eval.Trace)."""
+    """Certify by enclosure (see the module docstring); where the ball engine cannot run the program, evaluate
+    at doubling precisions until each component rounds to `f` the same way twice (runs where it may come
+    from a cancelled absorption do not count; see mp_eval.Trace)."""
     with paused_gc():
-        return _compute(program, inputs, f, start, cap, diff_limit)
+        enclosed = enclosure.enclose(program, inputs, f, start, cap)
+        if enclosed is not None:
+            return _from_balls(program, inputs, f, enclosed, start, cap, diff_limit)
+        reference = _compute(program, inputs, f, start, cap, diff_limit)
+        reference.second_opinion = "ball engine not used: a primitive has no Arb rule, or no precision up to the " \
+                                   "cap decided every branch"
+        return reference
+
+
+def _from_balls(program: Program, inputs: dict[str, np.ndarray], f: Format, enclosed, start: int, cap: int,
+                diff_limit: int) -> Reference:
+    """The reference from certified balls, checked by mpmath at twice the certifying precision.
+
+    A component no ball up to the cap rounds to one value (an exact 0 reached by cancelling inexact
+    operands: the ball around it always straddles -0.0 and +0.0) takes the mpmath engine's certification
+    instead, if that lies between the roundings of the last ball's endpoints; `engine` then says so."""
+    opinion = enclosure.second_opinion(program, inputs, f, enclosed)
+    names = ["value"] + [f"grad.{n}" for n in program.wrt]
+    results = [OutputReference(name, exact, rounded, np.where(disagrees, 0, needed), settled=nonzero,
+                               disagrees=disagrees)
+               for name, exact, rounded, needed, nonzero, disagrees in
+               zip(names, opinion.exact, enclosed.rounded, enclosed.precision, enclosed.nonzero, opinion.disagrees)]
+    engine, note = "arb", ""
+    if any((o.precision == 0).any() for o in results):
+        fallback = _compute(program, inputs, f, start, cap, diff_limit, check_gradients=False)
+        used = 0
+        for mine, theirs, (low, high) in zip(results, fallback.outputs, enclosed.bounds):
+            rounded = theirs.rounded.astype(float)
+            take = (mine.precision == 0) & ~mine.disagrees & (theirs.precision > 0) & (low <= rounded) & (rounded <= high)
+            if take.any():
+                used += int(take.sum())
+                mine.exact = np.where(take, theirs.exact, mine.exact)
+                mine.rounded = np.where(take, theirs.rounded, mine.rounded)
+                mine.precision = np.where(take, theirs.precision, mine.precision)
+                mine.settled = np.where(take, theirs.settled, mine.settled)
+        if used:
+            engine = "arb+mpmath-agreement"
+            note = f"; {used} component{'s' * (used != 1)} certified by mpmath agreement only (no ball up to " \
+                   f"{enclosed.top} bits rounded to one value)"
+    check = _gradient_check(program, inputs, results[1:], f, 2 * enclosed.top, diff_limit)  # as the mpmath engine
+    all_finite = all(mpmath.isfinite(v) for o in results for v in o.exact.ravel())
+    return Reference(results, [] if all_finite else opinion.domain or ["the enclosure is not finite"],
+                     program.summed, check, cap, engine=engine, second_opinion=opinion.summary + note)
 
 
 def _compute(program: Program, inputs: dict[str, np.ndarray], f: Format, start: int, cap: int,
-             diff_limit: int) -> Reference:
+             diff_limit: int, check_gradients: bool = True) -> Reference:
     names = ["value"] + [f"grad.{n}" for n in program.wrt]
     exact: list = [None] * len(names)
     final: list = [None] * len(names)
@@ -118,7 +167,7 @@ def _compute(program: Program, inputs: dict[str, np.ndarray], f: Format, start: 
         exact[k] = np.where(needed[k] > 0, exact[k], outs[k])
         final[k] = np.where(needed[k] > 0, final[k], rounded[k])
     results = [OutputReference(n, e, r, p, settled=s) for n, e, r, p, s in zip(names, exact, final, needed, settled)]
-    check = _gradient_check(program, inputs, results[1:], f, prec, diff_limit)
+    check = _gradient_check(program, inputs, results[1:], f, prec, diff_limit) if check_gradients else ""
     all_finite = all(mpmath.isfinite(v) for o in exact for v in o.ravel())
     return Reference(results, [] if all_finite else interpreter.trace.domain, program.summed, check, cap)
 

@@ -352,17 +352,21 @@ class Interpreter:
             outs = self.apply(eqn, ins)
             if key is not None:
                 seen[key] = outs
-            if eqn.primitive.name in ABSORBING:
-                self.watch_absorption(eqn.primitive.name, ins, outs[0])
-            elif eqn.primitive.name in SATURATING and _is_float(ins[0]) and _saturated(ins[0], outs[0]).any():
-                self.absorbed[id(outs[0])] = outs[0]
-            elif any(id(x) in self.absorbed for x in ins):
-                self.watch_exposure(eqn.primitive.name, ins, outs[0])
-                for x in outs:
-                    self.absorbed[id(x)] = x
+            self.watch(eqn.primitive.name, ins, outs)
             for v, x in zip(eqn.outvars, outs):
                 env[v] = x
         return [read(v) for v in jaxpr.outvars]
+
+    def watch(self, name: str, ins: list, outs: list) -> None:
+        """Track absorbed additions and saturated functions through one equation (see Trace)."""
+        if name in ABSORBING:
+            self.watch_absorption(name, ins, outs[0])
+        elif name in SATURATING and _is_float(ins[0]) and _saturated(ins[0], outs[0]).any():
+            self.absorbed[id(outs[0])] = outs[0]
+        elif any(id(x) in self.absorbed for x in ins):
+            self.watch_exposure(name, ins, outs[0])
+            for x in outs:
+                self.absorbed[id(x)] = x
 
     def watch_absorption(self, name: str, ins: list, out: np.ndarray) -> None:
         """Taint what an addition absorbed; record a subtraction of tainted operands that cancels to exactly 0."""

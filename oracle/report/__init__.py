@@ -81,7 +81,8 @@ def _has_impls(result: dict) -> bool:
 def print_case(console: Console, result: dict) -> None:
     console.print(case_table(result))
     for dtype, ref in result["reference"].items():
-        console.print(f"  reference {dtype}: certified at {ref['precision_bits']} bits; gradient check: {ref['gradient_check']}; "
+        engine = f" by {ref['engine']} ({ref['engine_check']})" if "engine" in ref else ""
+        console.print(f"  reference {dtype}: certified at {ref['precision_bits']} bits{engine}; gradient check: {ref['gradient_check']}; "
                       f"condition numbers: {ref['condition']}" + (f"; domain: {ref['domain'][0]}" if ref["domain"] else "")
                       + (f"; shadow: {ref['shadow']}" if "shadow" in ref else "")
                       + "".join(f"; shadow of {label}: {said}" for label, said in ref.get("impl_shadow", {}).items()),
