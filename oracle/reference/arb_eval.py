@@ -201,9 +201,17 @@ def _polygamma(m, x):
     order = int(m.unique_fmpz())
     if order == 0:
         return _digamma(x)
-    if not x > 0:
-        raise UnsupportedPrimitive("polygamma at a non-positive argument")
-    return (-1) ** (order + 1) * arb(order + 1).gamma() * arb(order + 1).zeta(x)  # (-1)^(m+1) m! zeta(m+1, x)
+    if x.contains_integer() and not x > 0:
+        if exact(x):
+            return NAN
+        raise Undecided("polygamma of a ball around a pole")
+    factorial = arb(order + 1).gamma()
+    shift = 0 if x > 0 else int(mpmath.ceil(-to_mpf(x))) + 1
+    if shift > 10_000:
+        raise UnsupportedPrimitive("polygamma far left of 0")
+    # psi_m(x) = psi_m(x + n) - (-1)^m m! sum_{k<n} (x + k)^-(m+1); psi_m(y) = (-1)^(m+1) m! zeta(m+1, y) for y > 0
+    series = sum((1 / (x + k) ** (order + 1) for k in range(shift)), ZERO)
+    return (-1) ** (order + 1) * factorial * (arb(order + 1).zeta(x + shift) + series)
 
 
 def _pow(x, y):
