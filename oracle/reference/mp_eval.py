@@ -634,8 +634,9 @@ class Interpreter:
                 self.trace.domain.append(f"cholesky: matrix is not positive definite (pivot {j} is {mpmath.nstr(d, 8)})")
                 return np.full((n, n), NAN, dtype=object)
             lower[j, j] = mp.sqrt(d)
-            for i in range(j + 1, n):
-                lower[i, j] = (a[i, j] - sum((lower[i, k] * lower[j, k] for k in range(j)), ZERO)) / lower[j, j]
+            # the column at once: numpy's object matmul adds the same products in the same order, in a C loop
+            below = a[j + 1:, j] - lower[j + 1:, :j] @ lower[j, :j] if j else a[j + 1:, j]
+            lower[j + 1:, j] = below / lower[j, j]
         return lower
 
     def p_oracle_logabsdet(self, a):
