@@ -127,3 +127,10 @@ def test_gradient_check_at_extreme_arguments(source, x, derivative):
     assert grad.rounded[()] == truth and grad.numeric_agrees[()]
     assert "step scaled to each input" in ref.gradient_check
     assert abs(grad.numeric[()] - truth) <= abs(truth) * 2.0**-50
+
+
+def test_a_branch_no_ball_decides_uses_the_mpmath_engine():
+    """exp(log(x)) > x compares two balls around 3 that overlap at every precision: the ball engine cannot run the
+    program, and the reference comes from the mpmath engine, which says so."""
+    ref = reference("where(exp(log(x)) > x, 1 + x, 2 + x)", {"x": np.float64(3)}, F64)
+    assert ref.engine == "mpmath-agreement" and "no precision up to the cap decided" in ref.second_opinion

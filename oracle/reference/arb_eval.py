@@ -139,7 +139,10 @@ def _at_specials(name: str, fn):
             if mpmath.isfinite(value) and not mpmath.isint(value):  # a rounded limit (atan2(inf, 1) = pi/2)
                 raise Undecided(f"{name} at an infinity has a limit that is not an integer")
             return from_mpf(value)
-        return fn(*xs)
+        out = fn(*xs)
+        if out.is_nan() and out is not NAN:  # Arb's own NaN says "indeterminate"; a rule's decided NaN is NAN itself
+            raise Undecided(f"{name}: Arb could not enclose it at this precision")
+        return out
     return rule
 
 
@@ -393,6 +396,12 @@ class BallInterpreter(mp_eval.Interpreter):
         if all(floats) and len(ins) == 2 and name in BINARY:
             return np.asarray(BINARY[name](*ins), dtype=object)
         raise UnsupportedPrimitive(name)
+
+    def p_dot_general(self, lhs, rhs, **params):
+        out = super().p_dot_general(lhs, rhs, **params)
+        if np.asarray(_IS_NAN(out), dtype=bool).any() and not all(exact(v) for v in (*lhs.ravel(), *rhs.ravel())):
+            raise Undecided("a product of infinities and inexact balls in dot_general")
+        return out
 
     def p_regularized_incomplete_beta(self, a, b, x):
         return np.asarray(BETA(a, b, x), dtype=object)
