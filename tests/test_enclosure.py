@@ -134,3 +134,14 @@ def test_a_branch_no_ball_decides_uses_the_mpmath_engine():
     program, and the reference comes from the mpmath engine, which says so."""
     ref = reference("where(exp(log(x)) > x, 1 + x, 2 + x)", {"x": np.float64(3)}, F64)
     assert ref.engine == "mpmath-agreement" and "no precision up to the cap decided" in ref.second_opinion
+
+
+def test_the_json_reference_block_names_the_engine(tmp_path):
+    from oracle.case import load
+    from oracle.runner import run_case
+
+    path = tmp_path / "case.yaml"
+    path.write_text("id: engine\ntitle: engine keys\nkind: loss\ninputs:\n  x: 200.0\nwrt: [x]\n"
+                    "formula: -log(1 - sigmoid(x))\nframeworks: [jax]\n")
+    block = run_case(load(path))["reference"]["float32"]
+    assert block["engine"] == "arb" and block["engine_check"].startswith("mpmath agrees at")
