@@ -89,13 +89,13 @@ def compute(program: Program, inputs: dict[str, np.ndarray], f: Format, start: i
     at doubling precisions until each component rounds to `f` the same way twice (runs where it may come
     from a cancelled absorption do not count; see mp_eval.Trace)."""
     with paused_gc():
-        enclosed = enclosure.enclose(program, inputs, f, start, cap)
-        if enclosed is not None:
-            return _from_balls(program, inputs, f, enclosed, start, cap, diff_limit)
-        reference = _compute(program, inputs, f, start, cap, diff_limit)
-        reference.second_opinion = "ball engine not used: a primitive has no Arb rule, or no precision up to the " \
-                                   "cap decided every branch"
-        return reference
+        try:
+            enclosed = enclosure.enclose(program, inputs, f, start, cap)
+        except enclosure.NoEnclosure as e:
+            reference = _compute(program, inputs, f, start, cap, diff_limit)
+            reference.second_opinion = f"ball engine not used: {e}"
+            return reference
+        return _from_balls(program, inputs, f, enclosed, start, cap, diff_limit)
 
 
 def _from_balls(program: Program, inputs: dict[str, np.ndarray], f: Format, enclosed, start: int, cap: int,

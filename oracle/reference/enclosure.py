@@ -27,7 +27,7 @@ ZERO = mpmath.mpf(0)
 
 @dataclass
 class Enclosed:
-    """The ball engine's result for every output of `program.full` (None where it could not run)."""
+    """The ball engine's result for every output of `program.full`."""
 
     rounded: list[np.ndarray]  # correctly rounded where certified, else the last midpoint's rounding
     exact: list[np.ndarray]  # the ball's midpoint (mpf), within its radius of the exact value
@@ -61,8 +61,13 @@ def _arguments(program: Program, inputs: dict[str, np.ndarray], prec: int) -> li
     return balls + constants
 
 
-def enclose(program: Program, inputs: dict[str, np.ndarray], f: Format, start: int, cap: int) -> Enclosed | None:
-    """Evaluate in balls at doubling precisions up to `cap`; None if a primitive has no ball rule."""
+class NoEnclosure(Exception):
+    """The ball engine cannot evaluate this program; the message says why (the mpmath engine is used instead)."""
+
+
+def enclose(program: Program, inputs: dict[str, np.ndarray], f: Format, start: int, cap: int) -> Enclosed:
+    """Evaluate in balls at doubling precisions up to `cap`. NoEnclosure when a primitive has no ball rule, no
+    precision decides every branch, or the ball engine fails otherwise (named: a bug, but not the case's end)."""
     prec = max(start, 2 * f.precision)
     result = None
     why = ""
@@ -72,8 +77,10 @@ def enclose(program: Program, inputs: dict[str, np.ndarray], f: Format, start: i
                 outs = arb_eval.BallInterpreter().run(program.full, _arguments(program, inputs, prec))
         except arb_eval.Undecided as e:
             outs, why = None, str(e)
-        except (UnsupportedPrimitive, InexactLiteral, NotImplementedError):
-            return None
+        except (UnsupportedPrimitive, InexactLiteral, NotImplementedError) as e:
+            raise NoEnclosure(f"no Arb rule: {e}") from None
+        except Exception as e:  # noqa: BLE001 - an error in the ball engine: say so, and let mpmath certify
+            raise NoEnclosure(f"the ball engine failed ({type(e).__name__}: {e})") from None
         if outs is not None:
             if result is None:
                 shapes = [np.shape(o) for o in outs]
@@ -99,8 +106,9 @@ def enclose(program: Program, inputs: dict[str, np.ndarray], f: Format, start: i
         if prec * 2 > cap:
             break
         prec *= 2
-    if result is not None:
-        result.why_not = why
+    if result is None:
+        raise NoEnclosure(f"no precision up to {cap} bits decided every branch ({why})")
+    result.why_not = why
     return result
 
 
