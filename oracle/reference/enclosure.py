@@ -79,7 +79,8 @@ def enclose(program: Program, inputs: dict[str, np.ndarray], f: Format, start: i
             outs, why = None, str(e)
         except (UnsupportedPrimitive, InexactLiteral, NotImplementedError) as e:
             raise NoEnclosure(f"no Arb rule: {e}") from None
-        except Exception as e:  # noqa: BLE001 - an error in the ball engine: say so, and let mpmath certify
+        except (ArithmeticError, TypeError, ValueError, AttributeError, IndexError, KeyError) as e:
+            # an error in the ball engine: say so, and let mpmath certify (a deadline or an interrupt still ends it)
             raise NoEnclosure(f"the ball engine failed ({type(e).__name__}: {e})") from None
         if outs is not None:
             if result is None:
