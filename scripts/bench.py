@@ -11,9 +11,9 @@
    mpmath's second opinion at twice the certifying precision, the gradient check) against the two-precision mpmath
    engine alone (reference._compute), on the 20-operation sweep of 3. (certified points per second) and on an
    --mvn-dimensional MVN log-density (covariance A A^T + I, cholesky and solve_triangular, gradients with respect
-   to x and mu; reference only, no kappa), wall seconds.
+   to x and mu; reference only, no kappa), wall seconds; with --elements N, also an N-element elementwise case.
 
-Usage: python scripts/bench.py [--quick] [--repeat N] [--points N] [--engines-only] [--mvn N]
+Usage: python scripts/bench.py [--quick] [--repeat N] [--points N] [--engines-only] [--mvn N] [--elements N]
 """
 
 from __future__ import annotations
@@ -123,7 +123,7 @@ MVN = ("-0.5 * sum(solve_triangular(cholesky(S), x - mu) ** 2) - sum(log(diag(ch
        "- 0.5 * {n} * log(2 * pi)")
 
 
-def engines(points: int, dimension: int) -> None:
+def engines(points: int, dimension: int, elements: int = 0) -> None:
     from oracle import formula, reference
     from oracle.floats import fmt
     from oracle.reference.program import trace
@@ -156,6 +156,15 @@ def engines(points: int, dimension: int) -> None:
     new, old, ref = both(program, inputs)
     print(f"   {dimension}-d MVN log-density and gradients (reference only): enclosure engine {new:.1f} s "
           f"({ref.engine}; {ref.second_opinion}), mpmath engine {old:.1f} s; ratio {old / new:.2f}")
+    if elements:
+        import resource
+
+        x = np.linspace(-30, 30, elements, dtype=np.float32)
+        program = trace(formula.parse("log1p(exp(-x)) + x * x", {"x"}), {"x": x.shape}, ["x"])
+        new, old, ref = both(program, {"x": x})
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(f"   {elements}-element elementwise case: enclosure engine {new:.1f} s ({ref.engine}), mpmath engine "
+              f"{old:.1f} s; ratio {old / new:.2f}; peak RSS of this process {peak:.0f} MB")
 
 
 def main() -> None:
@@ -165,13 +174,14 @@ def main() -> None:
     parser.add_argument("--points", type=int, default=1000)
     parser.add_argument("--engines-only", action="store_true", help="only the reference engines (4.)")
     parser.add_argument("--mvn", type=int, default=200, help="the MVN's dimension in 4.")
+    parser.add_argument("--elements", type=int, default=0, help="also an elementwise case of N elements in 4.")
     args = parser.parse_args()
     if not args.engines_only:
         overhead(args.repeat)
         if not args.quick:
             audit()
         throughput(args.points)
-    engines(args.points, args.mvn)
+    engines(args.points, args.mvn, args.elements)
 
 
 if __name__ == "__main__":
