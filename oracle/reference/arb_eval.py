@@ -129,6 +129,11 @@ def _at_specials(name: str, fn):
     mp_rule = FLOAT_UNARY.get(name) or FLOAT_BINARY.get(name) or mp_eval.special.TERNARY.get(name)
 
     def rule(*xs):
+        if all(x.is_finite() for x in xs):  # the common case, one C call per operand
+            out = fn(*xs)
+            if out.is_nan() and out is not NAN:  # Arb's own NaN says "indeterminate"; a rule's NaN is NAN itself
+                raise Undecided(f"{name}: Arb could not enclose it at this precision")
+            return out
         if any(x.is_nan() for x in xs):
             return NAN
         if any(infinite(x) for x in xs):  # decided when every endpoint of the other operands gives one value
