@@ -15,8 +15,8 @@ import numpy as np
 from mpmath import mp
 
 from oracle.floats import Format, round_array, ulps
-from oracle.reference import enclosure
 from oracle.frameworks import exact_constant
+from oracle.reference import enclosure
 from oracle.reference.mp_eval import Interpreter, paused_gc, to_mp
 from oracle.reference.program import Program
 

@@ -106,20 +106,21 @@ def sign(x) -> int:
     raise Undecided("sign of a ball around 0")
 
 
-def _compare(op):
+def _compare(op, negation):
     def compare(a, b):
         if a.is_nan() or b.is_nan():
             return op is operator.ne
         if op(a, b):
             return True
-        if {operator.lt: operator.ge, operator.le: operator.gt, operator.gt: operator.le, operator.ge: operator.lt,
-                operator.eq: operator.ne, operator.ne: operator.eq}[op](a, b):
+        if negation(a, b):
             return False
         raise Undecided("comparison of overlapping balls")
     return compare
 
 
-COMPARE = {name: _ufunc(_compare(op), 2) for name, op in
+_NEGATION = {operator.lt: operator.ge, operator.le: operator.gt, operator.gt: operator.le, operator.ge: operator.lt,
+             operator.eq: operator.ne, operator.ne: operator.eq}  # on balls, "not a < b" is not "a >= b": both asked
+COMPARE = {name: _ufunc(_compare(op, _NEGATION[op]), 2) for name, op in
            {"eq": operator.eq, "ne": operator.ne, "lt": operator.lt, "le": operator.le, "gt": operator.gt,
             "ge": operator.ge}.items()}
 

@@ -19,7 +19,7 @@ from mpmath import libmp, mp
 from oracle.floats import Format, round_array, round_to
 from oracle.frameworks import exact_constant
 from oracle.reference import arb_eval
-from oracle.reference.mp_eval import Interpreter, InexactLiteral, UnsupportedPrimitive, to_mp
+from oracle.reference.mp_eval import InexactLiteral, Interpreter, UnsupportedPrimitive, to_mp
 from oracle.reference.program import Program
 
 ZERO = mpmath.mpf(0)
@@ -36,7 +36,6 @@ class Enclosed:
     precision: list[np.ndarray]  # bits at which each component was certified; 0 where never
     nonzero: list[np.ndarray]  # the ball excludes 0 (so the exact value is certainly nonzero)
     top: int  # the highest precision evaluated
-    why_not: str = ""  # why some precision could not be evaluated (an undecided branch)
 
 
 def _round_ball(x, f: Format) -> tuple[float, bool, float, float]:
@@ -112,13 +111,11 @@ def enclose(program: Program, inputs: dict[str, np.ndarray], f: Format, start: i
         prec *= 2
     if result is None:
         raise NoEnclosure(f"no precision up to {cap} bits decided every branch ({why})")
-    result.why_not = why
     return result
 
 
 @dataclass
 class SecondOpinion:
-    rounded: list[np.ndarray]  # mp_eval's outputs at twice the certifying precision, rounded
     exact: list[np.ndarray]  # the certified balls' values: mp_eval's where it lies inside the ball, else the midpoint
     disagrees: list[np.ndarray]  # certified by Arb, rounded differently by mpmath
     domain: list[str]
@@ -151,7 +148,7 @@ def second_opinion(program: Program, inputs: dict[str, np.ndarray], f: Format, e
     count = int(sum(d.sum() for d in disagrees))
     summary = f"mpmath agrees at {prec} bits" if not count else \
         f"arb and mpmath disagree at {prec} bits on {count} component{'s' * (count != 1)}"
-    return SecondOpinion(rounded, exact, disagrees, list(interpreter.trace.domain), summary)
+    return SecondOpinion(exact, disagrees, list(interpreter.trace.domain), summary)
 
 
 def _inside(value, mid, radius) -> bool:
