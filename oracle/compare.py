@@ -43,6 +43,9 @@ def _explain(verdict: str, index: tuple, ref: OutputReference, reference: Refere
         return f"raised at {len(failed)} of {ref.rounded.shape[0]} points, first at point {min(failed)}: " \
                f"{failed[min(failed)]}"
     if verdict == "uncertain":
+        if ref.disagrees is not None and ref.disagrees[index]:
+            return (f"Arb's enclosure proves {ref.rounded[index]} but mpmath rounds to another {f.name} value "
+                    f"({reference.second_opinion}): a bug in one of the two libraries")
         if ref.numeric_agrees is not None and not ref.numeric_agrees[index]:
             return (f"AD reference {nstr(ref.exact[index], 8)} and numerical derivative "
                     f"{nstr(ref.numeric[index], 8)} disagree (non-differentiable point or a where-gradient trap)")

@@ -40,7 +40,8 @@ FUNCTIONS: dict[str, tuple[int, int, bool]] = {
     **{name: (1, 1, False) for name in (
         "exp", "log", "log1p", "expm1", "sqrt", "square", "abs", "sin", "cos", "tanh",
         "sigmoid", "log_sigmoid", "softplus", "erf", "erfc", "lgamma", "digamma",
-        "ndtr", "log_ndtr", "transpose", "diag", "tril", "cholesky", "logdet")},
+        "ndtr", "log_ndtr", "transpose", "diag", "tril", "cholesky", "logdet",
+        "i0e", "i1e", "erfinv")},
     **{name: (1, 1, True) for name in ("logsumexp", "sum", "mean")},
     "max": (1, 2, True),  # max(x) reduces, max(a, b) is elementwise
     "min": (1, 2, True),
@@ -48,7 +49,12 @@ FUNCTIONS: dict[str, tuple[int, int, bool]] = {
     "hypot": (2, 2, False),  # sqrt(a**2 + b**2) without overflow or underflow of the squares
     "matmul": (2, 2, False),
     "solve_triangular": (2, 2, False),  # solve L y = b for lower-triangular L
+    # special functions of distributions' CDFs and densities (scipy's argument order)
+    **{name: (2, 2, False) for name in ("gammainc", "gammaincc", "xlogy", "xlog1py", "lbeta")},
+    "betainc": (3, 3, False),  # betainc(a, b, x): the regularized incomplete beta function I_x(a, b)
+    "polygamma": (2, 2, False),  # polygamma(n, x): n is a non-negative integer literal
 }
+MAX_POLYGAMMA_ORDER = 64
 CONSTANTS = ("pi", "e", "inf")
 
 _BINARY = {ast.Add: "add", ast.Sub: "sub", ast.Mult: "mul", ast.Div: "div", ast.Pow: "pow", ast.MatMult: "matmul"}
@@ -313,7 +319,15 @@ class _Parser:
             if kw.arg != "axis" or not takes_axis or len(node.args) != 1:
                 self.fail(node, f"{name}() takes no keyword argument '{kw.arg}'")
             axis = self.integer(kw.value)
+        if name == "polygamma":
+            self.order(node.args[0])
         return Call(self.text(node), name, tuple(self.visit(a) for a in node.args), axis)
+
+    def order(self, node: ast.AST) -> None:
+        """polygamma's n: every framework takes it as an integer, so it is written as one (0 <= n <= 64)."""
+        if not (isinstance(node, ast.Constant) and type(node.value) is int and 0 <= node.value <= MAX_POLYGAMMA_ORDER):
+            self.fail(node, f"polygamma(n, x): n must be an integer literal from 0 to {MAX_POLYGAMMA_ORDER}, "
+                            f"got '{self.text(node)}'")
 
     def visit_Subscript(self, node: ast.Subscript) -> Node:
         parts = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]

@@ -64,7 +64,7 @@ def run_case(case: Case, frameworks: list[str] | None = None, dtypes: list[str] 
                 ArithmeticError) as e:  # second derivatives
             kappas, method = None, f"unavailable: {type(e).__name__}: {e}"  # of this reference are out of reach
         block = {"domain": ref.domain, "gradient_check": ref.gradient_check, "precision_bits": precision,
-                 "condition": method, "subnormals": {}}
+                 "condition": method, "subnormals": {}, "engine": ref.engine, "engine_check": ref.second_opinion}
         formula_exact = cache(partial(_exact, case, case.formula, inputs, f, max_precision))
         formula_shadow = cache(partial(_shadow, case, case.formula, "formula", inputs, f, prec, block, formula_exact))
         rows_of, series_of, modes = {}, {}, {}

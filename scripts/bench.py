@@ -7,7 +7,13 @@
    and gradient), against the same formula and its hand-derived gradient written directly in mpmath and
    evaluated at the same precisions the certification used. Target: at least half. Also: gmpy2 active.
 
-Usage: python scripts/bench.py [--quick] [--repeat N] [--points N]
+4. Reference engines (issue 14), each pair measured in this run: the enclosure engine (reference.compute: Arb balls,
+   mpmath's second opinion at twice the certifying precision, the gradient check) against the two-precision mpmath
+   engine alone (reference._compute), on the 20-operation sweep of 3. (certified points per second) and on an
+   --mvn-dimensional MVN log-density (covariance A A^T + I, cholesky and solve_triangular, gradients with respect
+   to x and mu; reference only, no kappa), wall seconds; with --elements N, also an N-element elementwise case.
+
+Usage: python scripts/bench.py [--quick] [--repeat N] [--points N] [--engines-only] [--mvn N] [--elements N]
 """
 
 from __future__ import annotations
@@ -113,16 +119,69 @@ def throughput(points: int) -> None:
     print(f"   mpmath backend: {mpmath.libmp.BACKEND} (target: gmpy)")
 
 
+MVN = ("-0.5 * sum(solve_triangular(cholesky(S), x - mu) ** 2) - sum(log(diag(cholesky(S)))) "
+       "- 0.5 * {n} * log(2 * pi)")
+
+
+def engines(points: int, dimension: int, elements: int = 0) -> None:
+    from oracle import formula, reference
+    from oracle.floats import fmt
+    from oracle.reference.program import trace
+
+    f = fmt("float32")
+
+    def timed(run):
+        start = time.perf_counter()
+        out = run()
+        return time.perf_counter() - start, out
+
+    def both(program, inputs):
+        new, ref = timed(lambda: reference.compute(program, inputs, f))
+        old, _ = timed(lambda: reference._compute(program, inputs, f, reference.START_PRECISION,
+                                                  reference.MAX_PRECISION, reference.DIFF_LIMIT))
+        return new, old, ref
+
+    x = np.linspace(-20, 20, points, dtype=np.float32)
+    program = trace(formula.parse(FORMULA, {"x"}), {"x": x.shape}, ["x"], batched=True)
+    new, old, ref = both(program, {"x": x})
+    print(f"4. engines: {points}-point sweep of the 20-operation formula: enclosure engine {points / new:.0f} points/s "
+          f"({ref.engine}), mpmath engine {points / old:.0f} points/s; ratio {old / new:.2f} (target >= 5)")
+    rng = np.random.default_rng(0)
+    a = (rng.standard_normal((dimension, dimension)) / np.sqrt(dimension)).astype(np.float32)
+    cov = (a @ a.T + np.eye(dimension)).astype(np.float32)
+    cov = ((cov + cov.T) / 2).astype(np.float32)
+    inputs = {"S": cov, "x": rng.standard_normal(dimension).astype(np.float32), "mu": np.zeros(dimension, np.float32)}
+    program = trace(formula.parse(MVN.format(n=dimension), set(inputs)), {k: v.shape for k, v in inputs.items()},
+                    ["x", "mu"])
+    new, old, ref = both(program, inputs)
+    print(f"   {dimension}-d MVN log-density and gradients (reference only): enclosure engine {new:.1f} s "
+          f"({ref.engine}; {ref.second_opinion}), mpmath engine {old:.1f} s; ratio {old / new:.2f}")
+    if elements:
+        import resource
+
+        x = np.linspace(-30, 30, elements, dtype=np.float32)
+        program = trace(formula.parse("log1p(exp(-x)) + x * x", {"x"}), {"x": x.shape}, ["x"])
+        new, old, ref = both(program, {"x": x})
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(f"   {elements}-element elementwise case: enclosure engine {new:.1f} s ({ref.engine}), mpmath engine "
+              f"{old:.1f} s; ratio {old / new:.2f}; peak RSS of this process {peak:.0f} MB")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="skip the corpus audits (minutes each)")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--points", type=int, default=1000)
+    parser.add_argument("--engines-only", action="store_true", help="only the reference engines (4.)")
+    parser.add_argument("--mvn", type=int, default=200, help="the MVN's dimension in 4.")
+    parser.add_argument("--elements", type=int, default=0, help="also an elementwise case of N elements in 4.")
     args = parser.parse_args()
-    overhead(args.repeat)
-    if not args.quick:
-        audit()
-    throughput(args.points)
+    if not args.engines_only:
+        overhead(args.repeat)
+        if not args.quick:
+            audit()
+        throughput(args.points)
+    engines(args.points, args.mvn, args.elements)
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ def error_of(tmp_path, text: str, **kw) -> CaseError:
     (GOOD + "colour: red\n", "colour", 7, "unknown field 'colour'"),
     (GOOD.replace("kind: loss", "kind: lost"), "kind", 3, "'logprob', 'loss' or 'kl'"),
     (GOOD.replace("id: good", "id: Not_Valid"), "id", 1, "should match pattern"),
-    (GOOD.replace("exp(-z)", "expo(-z)"), "formula", 6, "unknown function 'expo'; did you mean exp? known functions: abs, cholesky"),
+    (GOOD.replace("exp(-z)", "expo(-z)"), "formula", 6, "unknown function 'expo'; did you mean exp? known functions: abs, betainc, cholesky"),
     (GOOD + "wrt: [z, q]\n", "wrt.1", 7, "'q' names no input (inputs: z)"),
     (GOOD.replace("z: -100.0", "z: {eye: 5000}"), "inputs.z.eye", 5, "more than the cap of 1000000"),
     (GOOD.replace("z: -100.0", "z: [1, 2, abc]"), "inputs.z.2", 5, "not a number: 'abc'"),

@@ -428,8 +428,16 @@ def test_function_exposing_an_absorption_as_zero_is_not_certified_early(source, 
 
 
 
+def mpmath_engine(source: str, inputs: dict[str, np.ndarray], f, cap: int):
+    """The mpmath engine alone (two agreeing precisions), as compute() runs it where Arb has no rule."""
+    from oracle.reference import DIFF_LIMIT, START_PRECISION, _compute
+
+    program = _program(source, tuple(inputs), tuple(inputs[n].shape for n in inputs), tuple(inputs))
+    return _compute(program, inputs, f, START_PRECISION, cap, DIFF_LIMIT)
+
+
 def test_cap_64_certifies_nothing():
-    ref = reference("(x + 1) - x", {"x": np.float32(1e30)}, F32, cap=64)
+    ref = mpmath_engine("(x + 1) - x", {"x": np.float32(1e30)}, F32, cap=64)
     assert ref.cap == 64
     for out in ref.outputs:
         assert (out.precision == 0).all(), out.name
@@ -437,12 +445,23 @@ def test_cap_64_certifies_nothing():
 
 
 def test_cap_128_certifies_only_what_64_bits_settle():
-    ref = reference("(x + 1) - x", {"x": np.float32(1e30)}, F32, cap=128)
+    ref = mpmath_engine("(x + 1) - x", {"x": np.float32(1e30)}, F32, cap=128)
     assert int(output(ref, "value").precision) == 0  # certifying 128 bits needs a 256-bit run
     assert int(output(ref, "grad.x").precision) == 64
-    ref = reference("(x + 1) - x", {"x": np.float32(1e30)}, F32, cap=256)
+    ref = mpmath_engine("(x + 1) - x", {"x": np.float32(1e30)}, F32, cap=256)
     assert int(output(ref, "value").precision) == 128
     assert output(ref, "value").rounded == 1
+
+
+def test_a_ball_certifies_at_the_precision_it_ran():
+    """x = float32(1e30) ~ 2**99.7: x + 1 needs ~100 bits. A 64-bit ball of (x + 1) - x is [1 +- 2**36], not
+    certified; the 128-bit ball is [1 +- tiny], certified by that one run (agreement would need a 256-bit run too).
+    The gradient, 1 - 1, is an exact 0 at any precision."""
+    ref = reference("(x + 1) - x", {"x": np.float32(1e30)}, F32, cap=64)
+    assert ref.engine == "arb"
+    assert int(output(ref, "value").precision) == 0 and int(output(ref, "grad.x").precision) == 64
+    ref = reference("(x + 1) - x", {"x": np.float32(1e30)}, F32, cap=128)
+    assert int(output(ref, "value").precision) == 128 and output(ref, "value").rounded == 1
 
 
 # ------------------------------------------------------------------ 3. domain

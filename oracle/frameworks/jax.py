@@ -24,6 +24,9 @@ OPS = {
     "maximum": jnp.maximum, "minimum": jnp.minimum, "where": jnp.where, "matmul": jnp.matmul,
     "hypot": jnp.hypot,
     "solve_triangular": lambda a, b: jsl.solve_triangular(a, b, lower=True),
+    "i0e": jss.i0e, "i1e": jss.i1e, "erfinv": jss.erfinv, "gammainc": jss.gammainc, "gammaincc": jss.gammaincc,
+    "betainc": jss.betainc, "xlogy": jss.xlogy, "xlog1py": jss.xlog1py, "lbeta": jss.betaln,
+    "polygamma": lambda n, x: jss.polygamma(jnp.asarray(n).astype(jnp.int32), x),  # n is an integer literal
 }
 
 

@@ -65,6 +65,18 @@ def _hypot(x, y):
     return _hypot_same_shape(tf.broadcast_to(x, shape), tf.broadcast_to(y, shape))
 
 
+def _lbeta(a, b):
+    import tensorflow_probability as tfp  # slow import: only when a formula uses it
+
+    return tfp.math.lbeta(a, b)
+
+
+def _betainc(a, b, x):
+    """tf.math.betainc wants its three operands of one shape."""
+    shape = tf.broadcast_dynamic_shape(tf.broadcast_dynamic_shape(tf.shape(a), tf.shape(b)), tf.shape(x))
+    return tf.math.betainc(*(tf.broadcast_to(t, shape) for t in (a, b, x)))
+
+
 OPS = {
     "exp": tf.math.exp, "log": tf.math.log, "log1p": tf.math.log1p, "expm1": tf.math.expm1,
     "sqrt": tf.math.sqrt, "square": tf.math.square, "abs": tf.math.abs, "sin": tf.math.sin,
@@ -83,6 +95,9 @@ OPS = {
     "min": lambda x, axis=None: tf.math.reduce_min(x, axis=axis),
     "maximum": tf.math.maximum, "minimum": tf.math.minimum, "where": tf.where,
     "matmul": _matmul, "solve_triangular": _solve_triangular, "hypot": _hypot,
+    "i0e": tf.math.bessel_i0e, "i1e": tf.math.bessel_i1e, "erfinv": tf.math.erfinv, "gammainc": tf.math.igamma,
+    "gammaincc": tf.math.igammac, "betainc": _betainc, "polygamma": tf.math.polygamma, "xlogy": tf.math.xlogy,
+    "xlog1py": tf.math.xlog1py, "lbeta": _lbeta,
 }
 
 

@@ -20,6 +20,10 @@ def _solve_triangular(a, b):
     return torch.linalg.solve_triangular(a, b, upper=False)
 
 
+def _betainc(a, b, x):
+    raise NotImplementedError("PyTorch has no regularized incomplete beta function (no torch.special.betainc)")
+
+
 OPS = {
     "exp": torch.exp, "log": torch.log, "log1p": torch.log1p, "expm1": torch.expm1,
     "sqrt": torch.sqrt, "square": torch.square, "abs": torch.abs, "sin": torch.sin,
@@ -33,6 +37,11 @@ OPS = {
     "max": _reduce(torch.amax), "min": _reduce(torch.amin),
     "maximum": torch.maximum, "minimum": torch.minimum, "where": torch.where,
     "matmul": torch.matmul, "solve_triangular": _solve_triangular, "hypot": torch.hypot,
+    "i0e": torch.special.i0e, "i1e": torch.special.i1e, "erfinv": torch.special.erfinv,
+    "gammainc": torch.special.gammainc, "gammaincc": torch.special.gammaincc, "betainc": _betainc,
+    "polygamma": lambda n, x: torch.special.polygamma(int(n), x),  # n is an integer literal
+    "xlogy": torch.special.xlogy, "xlog1py": torch.special.xlog1py,
+    "lbeta": lambda a, b: torch.lgamma(a) + torch.lgamma(b) - torch.lgamma(a + b),  # as torch.distributions.Beta
 }
 
 

@@ -1,7 +1,9 @@
-"""The certified reference: the case's mathematical definition, traced by JAX, evaluated in mpmath.
+"""The certified reference: the case's mathematical definition, traced by JAX, evaluated in Arb balls
+(a proof, `oracle.reference.enclosure`) or, where the ball engine has no rule or cannot decide a branch,
+in mpmath at two agreeing precisions (evidence).
 
 No float64 arithmetic happens here: inputs arrive as values already rounded to
-the evaluated dtype and become exact mpf numbers; constants come from mpmath.
+the evaluated dtype and become exact balls or mpf numbers; constants come from Arb or mpmath.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from mpmath import mp
 from oracle import budget
 from oracle.floats import Format, round_array, ulps
 from oracle.frameworks import exact_constant
+from oracle.reference import enclosure
 from oracle.reference.mp_eval import Interpreter, paused_gc, to_mp
 from oracle.reference.program import Program
 
@@ -22,6 +25,7 @@ REFERENCE_PART, GRADIENT_CHECK_PART = "reference", "gradient check"  # names of 
 START_PRECISION = 64
 MAX_PRECISION = 4096
 DIFF_LIMIT = 64
+DIFF_EXTRA_BITS = 8192  # the most guard bits a finite difference gets (a residue of 2**-1e80 would ask for 1e80)
 
 
 @dataclass
@@ -35,6 +39,7 @@ class OutputReference:
     numeric: np.ndarray | None = None  # mpmath.diff of the forward function (gradients only)
     numeric_agrees: np.ndarray | None = None
     settled: np.ndarray | None = None  # the exact value itself (not only its rounding) agreed at both precisions
+    disagrees: np.ndarray | None = None  # certified by Arb but rounded differently by mpmath (so: uncertain)
 
     def nonzero(self) -> np.ndarray:
         """Components whose true value is certainly nonzero: an exact 0 computed with cancellation leaves a
@@ -55,6 +60,8 @@ class Reference:
     gradient_check: str
     cap: int  # the highest precision the certification may use
     ran_out: str | None = None  # why certification stopped before `cap`: its work budget ran out (oracle.budget)
+    engine: str = "mpmath-agreement"  # "arb": every certified component is proven by an enclosure
+    second_opinion: str = ""  # mpmath's check of the Arb result, or why the ball engine did not run
 
     @property
     def precision(self) -> int:
@@ -81,20 +88,87 @@ def _arguments(program: Program, inputs: dict[str, np.ndarray], prec: int) -> li
 
 def compute(program: Program, inputs: dict[str, np.ndarray], f: Format, start: int = START_PRECISION,
             cap: int = MAX_PRECISION, diff_limit: int = DIFF_LIMIT, strong_zeros: bool | None = None) -> Reference:
-    """Evaluate at doubling precisions until each component rounds to `f` the same way twice
-    (runs where it may come from a cancelled absorption do not count; see mp_eval.Trace).
+    """Certify by enclosure (see the module docstring); where the ball engine cannot run the program, evaluate
+    at doubling precisions until each component rounds to `f` the same way twice (runs where it may come
+    from a cancelled absorption do not count; see mp_eval.Trace).
 
     `strong_zeros`: gradients are the mathematical derivative of the branch a where() took, so a
     structural zero cotangent stays 0 times NaN (oracle.reference.zeros); False evaluates the
     backward pass as written (what a framework's code computes exactly, 0 * NaN = NaN). Default:
-    `program.strong_zeros`, true for a case's definition, false for JAX's own code."""
+    `program.strong_zeros`, true for a case's definition, false for JAX's own code. The ball engine
+    evaluates as written, so where strong zeros apply its non-finite components are the mpmath engine's."""
+    zeros = program.strong_zeros if strong_zeros is None else strong_zeros
     with paused_gc():
-        return _compute(program, inputs, f, start, cap, diff_limit,
-                        program.strong_zeros if strong_zeros is None else strong_zeros)
+        try:
+            enclosed = enclosure.enclose(program, inputs, f, start, cap)
+        except enclosure.NoEnclosure as e:
+            reference = _compute(program, inputs, f, start, cap, diff_limit, zeros)
+            reference.second_opinion = f"ball engine not used: {e}"
+            return reference
+        reference = _from_balls(program, inputs, f, enclosed, start, cap, diff_limit, zeros)
+        if zeros and not all(mpmath.isfinite(v) for o in reference.outputs for v in o.exact.ravel()):
+            _strong_zeros_from_mpmath(reference, _compute(program, inputs, f, start, cap, diff_limit, True,
+                                                          check_gradients=False))
+        return reference
+
+
+def _strong_zeros_from_mpmath(reference: Reference, strong: Reference) -> None:
+    """Components the balls left non-finite take the mpmath engine's certified value with strong zeros: a where()
+    whose discarded branch has a non-finite derivative (0 * NaN is NaN in a ball, 0 in the reference)."""
+    used = 0
+    for mine, theirs in zip(reference.outputs, strong.outputs):
+        finite = np.vectorize(mpmath.isfinite, otypes=[bool])
+        take = ~finite(mine.exact) & finite(theirs.exact) & (theirs.precision > 0)
+        if take.any():
+            used += int(take.sum())
+            for name in ("exact", "rounded", "precision", "settled"):
+                setattr(mine, name, np.where(take, getattr(theirs, name), getattr(mine, name)))
+    if used:
+        reference.engine += "+mpmath-strong-zeros"
+        reference.second_opinion += (f"; {used} component{'s' * (used != 1)} where a where() discards a non-finite "
+                                     "derivative certified by the mpmath engine with strong zeros")
+
+
+def _from_balls(program: Program, inputs: dict[str, np.ndarray], f: Format, enclosed, start: int, cap: int,
+                diff_limit: int, strong_zeros: bool) -> Reference:
+    """The reference from certified balls, checked by mpmath at twice the certifying precision.
+
+    A component no ball up to the cap rounds to one value (an exact 0 reached by cancelling inexact
+    operands: the ball around it always straddles -0.0 and +0.0) takes the mpmath engine's certification
+    instead, if that lies between the roundings of the last ball's endpoints; `engine` then says so."""
+    opinion = enclosure.second_opinion(program, inputs, f, enclosed)
+    names = ["value"] + [f"grad.{n}" for n in program.wrt]
+    results = [OutputReference(name, exact, rounded, np.where(disagrees, 0, needed), settled=nonzero,
+                               disagrees=disagrees)
+               for name, exact, rounded, needed, nonzero, disagrees in
+               zip(names, opinion.exact, enclosed.rounded, enclosed.precision, enclosed.nonzero, opinion.disagrees)]
+    engine, note = "arb", ""
+    if any((o.precision == 0).any() for o in results):
+        fallback = _compute(program, inputs, f, start, cap, diff_limit, strong_zeros, check_gradients=False)
+        used = 0
+        for mine, theirs, (low, high) in zip(results, fallback.outputs, enclosed.bounds):
+            rounded = theirs.rounded.astype(float)
+            take = (mine.precision == 0) & ~mine.disagrees & (theirs.precision > 0) & (low <= rounded) & (rounded <= high)
+            if take.any():
+                used += int(take.sum())
+                mine.exact = np.where(take, theirs.exact, mine.exact)
+                mine.rounded = np.where(take, theirs.rounded, mine.rounded)
+                mine.precision = np.where(take, theirs.precision, mine.precision)
+                mine.settled = np.where(take, theirs.settled, mine.settled)
+        if used:
+            engine = "arb+mpmath-agreement"
+            note = f"; {used} component{'s' * (used != 1)} certified by mpmath agreement only (no ball up to " \
+                   f"{enclosed.top} bits rounded to one value)"
+    check = _gradient_check(program, inputs, results[1:], f, 2 * enclosed.top, diff_limit)  # as the mpmath engine
+    all_finite = all(mpmath.isfinite(v) for o in results for v in o.exact.ravel())
+    return Reference(results, [] if all_finite else opinion.domain or ["the enclosure is not finite"],
+                     program.summed, check, cap, engine=engine, second_opinion=opinion.summary + note)
 
 
 def _compute(program: Program, inputs: dict[str, np.ndarray], f: Format, start: int, cap: int,
-             diff_limit: int, strong_zeros: bool) -> Reference:
+             diff_limit: int, strong_zeros: bool | None = None, check_gradients: bool = True) -> Reference:
+    """The mpmath engine: two successive precisions that round every component alike (see `compute`)."""
+    strong_zeros = program.strong_zeros if strong_zeros is None else strong_zeros
     names = ["value"] + [f"grad.{n}" for n in program.wrt]
     exact: list = [None] * len(names)
     final: list = [None] * len(names)
@@ -135,10 +209,11 @@ def _compute(program: Program, inputs: dict[str, np.ndarray], f: Format, start: 
         final[k] = np.where(needed[k] > 0, final[k], rounded[k])
     results = [OutputReference(n, e, r, p, settled=s) for n, e, r, p, s in zip(names, exact, final, needed, settled)]
     check, short = budget.attempt(GRADIENT_CHECK_PART, lambda: _gradient_check(program, inputs, results[1:], f,
-                                                                                 prec, diff_limit), share=0.5)
+                                                                                 prec, diff_limit), share=0.5) \
+        if check_gradients else ("", None)
     all_finite = all(mpmath.isfinite(v) for o in exact for v in o.ravel())
     return Reference(results, [] if all_finite else interpreter.trace.domain, program.summed,
-                     check or f"skipped: {short}", cap, ran_out)
+                     check if check or not short else f"skipped: {short}", cap, ran_out)
 
 
 def unavailable(program: Program, f: Format, cap: int, reason: str) -> Reference:
@@ -162,7 +237,8 @@ def _gradient_check(program: Program, inputs, grads: list[OutputReference], f: F
         return "skipped: non-finite inputs"
     with mp.workprec(prec):
         args = _arguments(program, inputs, prec)
-        finite = np.vectorize(mpmath.isfinite, otypes=[bool])(Interpreter().run(program.value, args)[0])
+        values = Interpreter().run(program.value, args)[0]
+        finite = np.vectorize(mpmath.isfinite, otypes=[bool])(values)
         if not finite.any():
             return "skipped: the summed value is not finite, so finite differences say nothing"
         position = {n: program.input_names.index(n) for n in program.wrt}
@@ -179,8 +255,23 @@ def _gradient_check(program: Program, inputs, grads: list[OutputReference], f: F
                     shifted[k] = args[k].copy()
                     shifted[k][index] = args[k][index] + t
                     return Interpreter().run(program.value, shifted)[0][point]
-                numeric[index], checked[index] = mpmath.diff(forward, 0), True
+                numeric[index], checked[index] = _central_difference(forward, args[position[name]][index],
+                                                                     values[point], grad.exact[index], f, prec), True
             grad.numeric = numeric
             grad.numeric_agrees = ~checked | (ulps(round_array(numeric, f), grad.rounded, f) <= 1)
     skipped = "" if finite.all() else f", skipped at {int((~finite).sum())} points whose value is not finite"
-    return f"mpmath.diff on {count} scalar inputs at {prec} bits{skipped}"
+    return f"mpmath.diff on {count} scalar inputs at {prec} bits (step scaled to each input){skipped}"
+
+
+def _central_difference(forward, x, value, grad, f: Format, prec: int):
+    """(F(h) - F(-h)) / 2h, F(t) = the value with this input moved by t: mpmath.diff's default method, but with
+    the step relative to the input (h = |x| 2**-(prec+10)) and precision for the cancellation in F(h) - F(-h)
+    (about |value| / |grad h| more bits): mpmath.diff's absolute step of 2**-(prec+10) crossed lgamma's pole at
+    x = 1e-300, vanished beside x = 1e124, and its precision could not resolve erf(24 +- h) - 1e-251 moves."""
+    scale = abs(x) if x != 0 else mpmath.mpf(1)
+    h = mpmath.ldexp(scale, -prec - 10)
+    smallest = f.emin - f.precision  # below half the smallest subnormal: what a gradient of 0 is resolved to
+    moved = (int(mpmath.mag(grad)) if grad != 0 and mpmath.isfinite(grad) else smallest) + int(mpmath.mag(h))
+    extra = min(max(0, int(mpmath.mag(value)) - moved) if value != 0 else 0, DIFF_EXTRA_BITS)
+    with mp.workprec(prec + extra + 20):
+        return (forward(h) - forward(-h)) / (2 * h)

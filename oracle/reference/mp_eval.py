@@ -26,7 +26,7 @@ import numpy as np
 from mpmath import libmp, mp
 
 from oracle.floats import FORMATS, nstr, round_to, to_fraction
-from oracle.reference import indexing
+from oracle.reference import indexing, special
 from oracle.reference.zeros import StrongZeros, backward
 
 
@@ -69,6 +69,7 @@ KNOWN_CONSTANTS = {
     "sqrt(2/pi)": lambda: mp.sqrt(2 / mp.pi), "1/sqrt(2pi)": lambda: 1 / mp.sqrt(2 * mp.pi),
     "log(2)": lambda: mp.log(2), "1/log(2)": lambda: 1 / mp.log(2), "log(10)": lambda: mp.log(10),
     "log(2pi)/2": lambda: mp.log(2 * mp.pi) / 2, "log(pi)": lambda: mp.log(mp.pi), "e": lambda: +mp.e,
+    "sqrt(pi)/2": lambda: mp.sqrt(mp.pi) / 2,  # erf_inv's derivative
 }
 
 
@@ -320,12 +321,15 @@ FLOAT_BINARY = {
     "atan2": mp.atan2, "polygamma": _polygamma, "rem": _rem, "igamma": _igamma, "igammac": _igammac,
     "igamma_grad_a": _igamma_grad_a,
 }
+FLOAT_UNARY.update(special.UNARY)  # bessel_i0e, bessel_i1e, erf_inv
+FLOAT_BINARY.update(special.BINARY)  # igamma, igammac, igamma_grad_a
 # numpy's object loops call the operator in C: the same mpf arithmetic, without a Python frame per element
 _ARITHMETIC = {"add": np.add, "add_any": np.add, "sub": np.subtract, "mul": np.multiply}
 ABSORBING = ("add", "add_any", "sub")
 # Functions that never reach 0, 1 or -1 at a finite nonzero argument: such a result means the
 # precision absorbed the difference (logistic(200) == 1), as an addition absorbs an operand.
-SATURATING = ("logistic", "tanh", "erf", "erfc", "exp", "expm1", "cos")
+SATURATING = ("logistic", "tanh", "erf", "erfc", "exp", "expm1", "cos",
+              "igamma", "igammac", "regularized_incomplete_beta", "bessel_i0e")
 
 
 def _saturated(x: np.ndarray, out: np.ndarray) -> np.ndarray:
@@ -441,17 +445,21 @@ class Interpreter:
             outs = self.apply(eqn, ins) if self.zeros is None else self.apply_strong(eqn, ins)
             if key is not None:
                 seen[key] = outs
-            if eqn.primitive.name in ABSORBING:
-                self.watch_absorption(eqn.primitive.name, ins, outs[0])
-            elif eqn.primitive.name in SATURATING and _is_float(ins[0]) and _saturated(ins[0], outs[0]).any():
-                self.absorbed[id(outs[0])] = outs[0]
-            elif any(id(x) in self.absorbed for x in ins):
-                self.watch_exposure(eqn.primitive.name, ins, outs[0])
-                for x in outs:
-                    self.absorbed[id(x)] = x
+            self.watch(eqn.primitive.name, ins, outs)
             for v, x in zip(eqn.outvars, outs):
                 env[v] = x
         return [read(v) for v in jaxpr.outvars]
+
+    def watch(self, name: str, ins: list, outs: list) -> None:
+        """Track absorbed additions and saturated functions through one equation (see Trace)."""
+        if name in ABSORBING:
+            self.watch_absorption(name, ins, outs[0])
+        elif name in SATURATING and _is_float(ins[0]) and _saturated(ins[0], outs[0]).any():
+            self.absorbed[id(outs[0])] = outs[0]
+        elif any(id(x) in self.absorbed for x in ins):
+            self.watch_exposure(name, ins, outs[0])
+            for x in outs:
+                self.absorbed[id(x)] = x
 
     def watch_absorption(self, name: str, ins: list, out: np.ndarray) -> None:
         """Taint what an addition absorbed; record a subtraction of tainted operands that cancels to exactly 0."""
@@ -626,6 +634,11 @@ class Interpreter:
         away = int(rounding_method) == 0  # lax.RoundingMethod.AWAY_FROM_ZERO; 1 is TO_NEAREST_EVEN
         return np.asarray(_ufunc(lambda v: _round(v, away), 1)(x), dtype=object)
 
+    def p_regularized_incomplete_beta(self, a, b, x):
+        out = np.asarray(_ufunc(special.regularized_incomplete_beta, 3)(a, b, x), dtype=object)
+        self.note_domain("regularized_incomplete_beta", [a, b, x], out)
+        return out
+
     def p_is_finite(self, x):
         return _finite_mask(x)
 
@@ -749,8 +762,9 @@ class Interpreter:
                 self.trace.domain.append(f"cholesky: matrix is not positive definite (pivot {j} is {nstr(d, 8)})")
                 return np.full((n, n), NAN, dtype=object)
             lower[j, j] = mp.sqrt(d)
-            for i in range(j + 1, n):
-                lower[i, j] = (a[i, j] - sum((lower[i, k] * lower[j, k] for k in range(j)), ZERO)) / lower[j, j]
+            # the column at once: numpy's object matmul adds the same products in the same order, in a C loop
+            below = a[j + 1:, j] - lower[j + 1:, :j] @ lower[j, :j] if j else a[j + 1:, j]
+            lower[j + 1:, j] = below / lower[j, j]
         return lower
 
     def p_oracle_logabsdet(self, a):

@@ -5,7 +5,8 @@ arguments, so a literal like 0.1 or pi reaches the interpreter as an exact value
 instead of a float32 literal. Only small dyadic literals (1, 0.5, -20) are inlined.
 
 The op table is the JAX backend's, except where JAX's own implementation is not
-an exact identity (log_ndtr uses a truncated asymptotic series) or lowers to
+an exact identity (log_ndtr uses a truncated asymptotic series, betaln a rounded
+series, i1e's derivative is 1/2 near 0) or lowers to
 primitives the interpreter need not know (diag's gather, slogdet's pivoted LU).
 """
 
@@ -56,9 +57,26 @@ def _diag(x):
     return jnp.stack([x[i, i] for i in range(min(x.shape))])
 
 
+@jax.custom_jvp
+def _i1e(x):
+    return jax.scipy.special.i1e(x)
+
+
+@_i1e.defjvp
+def _i1e_jvp(primals, tangents):
+    """i1e' = i0e - i1e (sign(x) + 1/x), and 1/2 at 0: JAX's own rule says 1/2 for every |x| <= 2**-23."""
+    (x,), (dx,) = primals, tangents
+    y = _i1e(x)
+    safe = jnp.where(x == 0, 1, x)
+    return y, jnp.where(x == 0, 0.5, jax.scipy.special.i0e(x) - y * (jnp.sign(x) + 1 / safe)) * dx
+
+
 EXACT_OPS = {
     **jax_backend.OPS,
     "log_ndtr": lambda x: jnp.log(jax.scipy.special.ndtr(x)),
+    "i1e": _i1e,
+    # JAX's betaln adds a series with rounded coefficients for large arguments
+    "lbeta": lambda a, b: jax.scipy.special.gammaln(a) + jax.scipy.special.gammaln(b) - jax.scipy.special.gammaln(a + b),
     "diag": _diag,
     "logdet": logabsdet_p.bind,
 }

@@ -77,7 +77,8 @@ def print_case(console: Console, result: dict) -> None:
         console.print(f"  not shown to fit {width} columns: {', '.join(dropped)} (--wide shows them)",
                       style="dim", highlight=False, markup=False)
     for dtype, ref in result["reference"].items():
-        console.print(f"  reference {dtype}: certified at {ref['precision_bits']} bits; gradient check: {ref['gradient_check']}; "
+        engine = f" by {ref['engine']} ({ref['engine_check']})" if "engine" in ref else ""
+        console.print(f"  reference {dtype}: certified at {ref['precision_bits']} bits{engine}; gradient check: {ref['gradient_check']}; "
                       f"condition numbers: {ref['condition']}" + (f"; domain: {ref['domain'][0]}" if ref["domain"] else "")
                       + (f"; shadow: {ref['shadow']}" if "shadow" in ref else "")
                       + "".join(f"; shadow of {label}: {said}" for label, said in ref.get("impl_shadow", {}).items())
