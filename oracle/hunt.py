@@ -1,0 +1,327 @@
+"""`oracle hunt`: search a case's `search` ranges for the inputs that break it, and where each verdict holds.
+
+Three stages, cheapest first:
+1. sample: seeded draws, uniform over the dtype's ordered values in each range (equal weight per binade
+   and sign, as Herbie samples), screened vectorised in every framework (`oracle.screen`);
+2. bisect: along each searched input, wherever the screened class changes between neighbouring samples,
+   evaluate evenly spaced values in between, until the change lies between two adjacent values of the
+   dtype (integer bit patterns): exact boundaries;
+3. certify: the runner (`run_case`, the certified reference and the classifier of `oracle run`) names the
+   verdict at both ends of every region; the worst candidate of each output is shrunk and written as a
+   plain case (`oracle.finding`), whose expectation is what the runner measured there.
+Nothing the screen computes is reported but the summary's error bits (labelled as screened).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Callable
+
+import numpy as np
+
+from oracle import screen as screening
+from oracle.case import Case
+from oracle.floats import Format, fmt, ordinal_range, ordinals_to_values, to_ordinals
+from oracle.inputs import Sweep
+
+SAMPLES = 4096  # default candidates
+BATCH = 1024
+SPLIT = 31  # values evaluated between two samples whose classes differ: 5 bits of the gap per step
+MAX_CHANGES = 12  # class changes bisected per output and input, the first along it
+MAX_FLICKER = 4  # within-tolerance flips inside one stretch of the same behaviour beyond which the flag is dropped
+MAX_REGIONS = 16  # regions reported per output and input
+SCREEN_SHARE, BISECT_SHARE = 0.35, 0.6  # of the budget, by the end of each stage; certifying takes the rest
+
+
+class HuntError(ValueError):
+    """The case cannot be hunted (no search input, or a sweep beside one)."""
+
+
+@dataclasses.dataclass
+class Options:
+    seed: int = 0
+    budget: float = 60.0
+    samples: int = SAMPLES
+    frameworks: list[str] | None = None
+    dtypes: list[str] | None = None
+    out: str = "hunt"
+    max_precision: int = 4096
+
+
+def searched_inputs(case: Case) -> list[str]:
+    names = [name for name, s in case.sweeps.items() if s.kind == "search"]
+    if not names:
+        raise HuntError(f"{case.file}: no input to search: declare one as {{search: {{low: ..., high: ...}}}}")
+    others = [name for name in case.sweeps if name not in names]
+    if others:
+        raise HuntError(f"{case.file}: inputs.{others[0]}: a sweep beside a search; the hunt keeps other inputs fixed")
+    return names
+
+
+def hunt(case: Case, options: Options, progress: Callable[[str], None] = lambda _: None) -> dict:
+    """The hunt block of the `--json` document for one case (see the module docstring)."""
+    from oracle import finding
+
+    started = time.monotonic()
+    deadline = started + options.budget
+    names = searched_inputs(case)
+    frameworks = [fw for fw in case.spec.frameworks if options.frameworks is None or fw in options.frameworks]
+    out = {"id": case.id, "file": case.file, "budget_s": options.budget, "seed": options.seed, "samples": 0,
+           "certified": 0, "stopped_by": "samples", "findings": [], "regions": [], "summary": []}
+    for dtype in options.dtypes or case.spec.dtypes:
+        f = fmt(dtype)
+        screen = screening.Screen(case, f, frameworks, names, screening.fixed_inputs(case, f, names))
+        bounds = {name: ordinal_range(case.sweeps[name].low, case.sweeps[name].high, f) for name in names}
+        samples, stopped = _sample(screen, bounds, options, started, deadline, progress)
+        out["stopped_by"] = stopped if stopped == "budget" else out["stopped_by"]
+        out["samples"] += len(next(iter(samples.points.values())))
+        out["summary"] += _summary(screen, samples)
+        anchor = _anchor(screen, samples, names)
+        certified: list[int] = [0]
+        for name in names:
+            slice_ = samples if len(names) == 1 else _slice(screen, bounds[name], name, anchor, options, progress)
+            _bisect(screen, slice_, name, f, started + options.budget * BISECT_SHARE, progress)
+            out["regions"] += _regions(case, screen, slice_, name, anchor, f, frameworks, options, certified, progress)
+        found = finding.findings(case, screen, samples, names, f, frameworks, options, progress)
+        certified[0] += found["certified"]
+        out["findings"] += found["findings"]
+        out["certified"] += certified[0]
+        if time.monotonic() > deadline:
+            out["stopped_by"] = "budget"
+    out["wall_s"] = round(time.monotonic() - started, 2)
+    return out
+
+
+@dataclasses.dataclass
+class Samples:
+    """Screened points: each searched input's ordinals, and per key the error bits and classes."""
+
+    points: dict[str, np.ndarray]
+    bits: dict[tuple, np.ndarray]
+    classes: dict[tuple, np.ndarray]
+
+    def add(self, points: dict[str, np.ndarray], screened: dict) -> None:
+        for name in self.points:
+            self.points[name] = np.concatenate([self.points[name], points[name]])
+        for key, (bits, classes) in screened.items():
+            self.bits[key] = np.concatenate([self.bits.get(key, np.empty(0)), bits])
+            self.classes[key] = np.concatenate([self.classes.get(key, np.empty(0, dtype=object)), classes])
+
+
+def _values(ordinals: dict[str, np.ndarray], f: Format) -> dict[str, np.ndarray]:
+    return {name: ordinals_to_values(o, f) for name, o in ordinals.items()}
+
+
+def _sample(screen, bounds: dict, options: Options, started: float, deadline: float, progress) -> tuple[Samples, str]:
+    """Seeded draws over the ranges' ordered values (the ends of each range first), screened in batches until
+    `options.samples` or the screening share of the budget."""
+    rng = np.random.default_rng(options.seed)
+    samples = Samples({name: np.empty(0, dtype=np.int64) for name in bounds}, {}, {})
+    drawn = 0
+    while drawn < options.samples:
+        size = min(BATCH, options.samples - drawn)
+        batch = {name: rng.integers(lo, hi, size=size, endpoint=True, dtype=np.int64) for name, (lo, hi) in bounds.items()}
+        if drawn == 0:  # the corners of the box: the range ends
+            for name, (lo, hi) in bounds.items():
+                batch[name][:2] = lo, hi
+        samples.add(batch, screen(_values(batch, screen.f)))
+        drawn += size
+        worst = max((np.nanmax(b) if np.isfinite(b).any() else 0.0) for b in samples.bits.values())
+        progress(f"{screen.f.name}: screened {drawn} candidates; worst so far {worst:.1f} bits (screened)")
+        if time.monotonic() > started + (deadline - started) * SCREEN_SHARE:
+            return samples, "budget" if drawn < options.samples else "samples"
+    return samples, "samples"
+
+
+def _summary(screen, samples: Samples) -> list[dict]:
+    """Herbie's summary per key: mean and max error bits over the screened samples (unmeasured points left out)."""
+    out = []
+    for key in screen.keys:
+        bits = samples.bits[key]
+        measured = bits[np.isfinite(bits)]
+        fw, impl, dtype, output = key
+        out.append({"framework": fw, "impl": impl, "dtype": dtype, "output": output, "points": int(measured.size),
+                    "mean_error_bits": None if not measured.size else repr(round(float(measured.mean()), 4)),
+                    "max_error_bits": None if not measured.size else repr(round(float(measured.max()), 4)),
+                    "screened": True})
+    return out
+
+
+def _anchor(screen, samples: Samples, names: list[str]) -> dict[str, int]:
+    """Where the regions' slices cross the other searched inputs: the single worst screened sample."""
+    best, at = -1.0, 0
+    for key in screen.keys:
+        bits = np.nan_to_num(samples.bits[key], nan=-1.0)
+        k = int(np.argmax(bits))
+        if bits[k] > best:
+            best, at = bits[k], k
+    return {name: int(samples.points[name][at]) for name in names}
+
+
+def _slice(screen, bound: tuple[int, int], name: str, anchor: dict[str, int], options: Options, progress) -> Samples:
+    """Samples along one input with the other searched inputs at the anchor (hunts of several inputs)."""
+    rng = np.random.default_rng([options.seed, len(name)])
+    n = max(BATCH // 4, options.samples // 4)
+    along = np.concatenate([[bound[0], bound[1]], rng.integers(bound[0], bound[1], size=n - 2, endpoint=True)])
+    points = {other: np.full(n, o, dtype=np.int64) for other, o in anchor.items()}
+    points[name] = along.astype(np.int64)
+    samples = Samples({k: np.empty(0, dtype=np.int64) for k in points}, {}, {})
+    samples.add(points, screen(_values(points, screen.f)))
+    progress(f"{screen.f.name}: screened {n} candidates along {name}")
+    return samples
+
+
+def _classes_along(samples: Samples, key: tuple, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """The samples' ordinals along `name`, sorted and unique, and their classes, settled (`_settle`)."""
+    order = np.argsort(samples.points[name], kind="stable")
+    ordinals = samples.points[name][order]
+    classes = samples.classes[key][order]
+    keep = np.concatenate([[True], ordinals[1:] != ordinals[:-1]])
+    return ordinals[keep], _settle(classes[keep])
+
+
+def _settle(classes: np.ndarray) -> np.ndarray:
+    """Drop the within-tolerance flag inside any stretch of the same behaviour (true value, returned kind) where it
+    flips more than MAX_FLICKER times: an error hovering near the tolerance (a cancellation) is one region, not
+    hundreds of bisected flickers, while a clean crossing (error growing through the tolerance) stays a boundary."""
+    coarse = np.array([screening.coarse(c) for c in classes], dtype=object)
+    out = classes.copy()
+    cut = np.flatnonzero(coarse[1:] != coarse[:-1])
+    for a, b in zip(np.concatenate([[0], cut + 1]), np.concatenate([cut + 1, [len(classes)]])):
+        if np.count_nonzero(classes[a + 1:b] != classes[a:b - 1]) > MAX_FLICKER:
+            out[a:b] = coarse[a:b]
+    return out
+
+
+def _changes(ordinals: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """Indices i where the class changes between sample i and i + 1."""
+    return np.flatnonzero(classes[1:] != classes[:-1])
+
+
+def _bisect(screen, samples: Samples, name: str, f: Format, until: float, progress) -> None:
+    """Narrow every class change along `name` (the first MAX_CHANGES per key) to two adjacent values of the dtype."""
+    others = {k: v[0] for k, v in samples.points.items() if k != name}
+    step = 0
+    while time.monotonic() < until:
+        wanted = set()
+        for key in screen.keys:
+            ordinals, classes = _classes_along(samples, key, name)
+            for i in _changes(ordinals, classes)[:MAX_CHANGES]:
+                lo, hi = int(ordinals[i]), int(ordinals[i + 1])
+                if hi - lo > 1:
+                    wanted.update(np.unique(np.linspace(lo, hi, SPLIT + 2).round().astype(np.int64))[1:-1].tolist())
+        if not wanted:
+            return
+        step += 1
+        along = np.array(sorted(wanted), dtype=np.int64)
+        points = {k: np.full(len(along), v, dtype=np.int64) for k, v in others.items()}
+        points[name] = along
+        samples.add(points, screen(_values(points, f)))
+        progress(f"{f.name}: bisecting along {name}: step {step}, {len(along)} values")
+    progress(f"{f.name}: bisection along {name} stopped by the budget: some boundaries are not exact")
+
+
+def _regions(case: Case, screen, samples: Samples, name: str, anchor: dict, f: Format, frameworks: list[str],
+             options: Options, certified: list[int], progress) -> list[dict]:
+    """Runs of one class along `name`, per key, with the runner's verdict certified at both ends; neighbouring
+    runs with the same verdict and the same returned kind of value are merged."""
+    runs = {}
+    for key in screen.keys:
+        ordinals, classes = _classes_along(samples, key, name)
+        cut = _changes(ordinals, classes)
+        starts, ends = np.concatenate([[0], cut + 1]), np.concatenate([cut, [len(ordinals) - 1]])
+        runs[key] = [(int(ordinals[a]), int(ordinals[b]), classes[a], a == 0 or ordinals[a] - ordinals[a - 1] == 1,
+                      b == len(ordinals) - 1 or ordinals[b + 1] - ordinals[b] == 1) for a, b in zip(starts, ends)]
+    ends = sorted({o for key_runs in runs.values() for run in key_runs[:MAX_REGIONS] for o in run[:2]})
+    if not ends:
+        return []
+    progress(f"{f.name}: certifying {len(ends)} region ends along {name}")
+    verdicts = certify(case, name, ends, anchor, f, frameworks, options)
+    certified[0] += len(ends)
+    out = []
+    for key, key_runs in runs.items():
+        fw, impl, dtype, output = key
+        merged: list[dict] = []
+        for lo, hi, cls, exact_lo, exact_hi in key_runs[:MAX_REGIONS]:
+            v_lo, v_hi = verdicts[key][lo], verdicts[key][hi]
+            what = screening.returned(cls)
+            if merged and merged[-1]["verdict"] == v_lo == v_hi and merged[-1]["verdict_at_to"] == v_lo \
+                    and merged[-1]["returns"] == what:
+                merged[-1].update({"to": _repr(hi, f), "exact_to": exact_hi})
+                continue
+            merged.append({"framework": fw, "impl": impl, "dtype": dtype, "output": output, "input": name,
+                           "verdict": v_lo, "verdict_at_to": v_hi, "returns": what, "from": _repr(lo, f),
+                           "to": _repr(hi, f), "exact_from": bool(exact_lo), "exact_to": bool(exact_hi),
+                           "at": {k: _repr(v, f) for k, v in anchor.items() if k != name}})
+        if len(key_runs) > MAX_REGIONS:
+            merged[-1]["note"] = f"{len(key_runs) - MAX_REGIONS} more changes along {name} not reported"
+        for region in merged:
+            region["text"] = region_text(region)
+        out += merged
+    return out
+
+
+def region_text(r: dict) -> str:
+    verdict = r["verdict"] if r["verdict"] == r["verdict_at_to"] else f"{r['verdict']} (at {r['from']}) .. " \
+                                                                      f"{r['verdict_at_to']} (at {r['to']})"
+    exact = "exactly" if r["exact_from"] and r["exact_to"] else "bracketed by samples"
+    return (f"{r['framework']} {r['impl']} {r['dtype']} {r['output']}: {verdict}, returns {r['returns']}, for "
+            f"{r['input']} from {r['from']} to {r['to']} ({exact})")
+
+
+def certify(case: Case, name: str, ordinals: list[int], anchor: dict, f: Format, frameworks: list[str],
+            options: Options) -> dict[tuple, dict[int, str]]:
+    """The runner's verdicts (as `oracle run` classifies, certified reference) at values of `name` (ordinals
+    of the dtype), the other searched inputs at the anchor: one sweep over the points. key -> ordinal -> verdict."""
+    from oracle.runner import run_case
+
+    values = ordinals_to_values(np.array(ordinals, dtype=np.int64), f)
+    sweep = case.sweeps[name]
+    inputs = dict(case.inputs)
+    inputs[name] = _exact(values)
+    for other, o in anchor.items():
+        if other != name:
+            inputs[other] = _exact(ordinals_to_values(np.array(o, dtype=np.int64), f))
+    point_case = dataclasses.replace(case, inputs=inputs, expect=None,
+                                     sweeps={name: Sweep("search", inputs[name], sweep.low, sweep.high)})
+    result = run_case(point_case, frameworks=frameworks, dtypes=[f.name], max_precision=options.max_precision)
+    out: dict[tuple, dict[int, str]] = {}
+    for s in result["sweep"]["series"]:
+        out[(s["framework"], s["impl"], s["dtype"], s["output"])] = dict(zip(ordinals, s["verdicts"]))
+    return out
+
+
+def _exact(values: np.ndarray) -> np.ndarray:
+    from fractions import Fraction
+
+    out = np.empty(np.shape(values), dtype=object)
+    for index, v in np.ndenumerate(np.asarray(values)):
+        out[index] = Fraction(float(v))
+    return out
+
+
+def _repr(ordinal: int, f: Format) -> str:
+    """The dtype's shortest round-trip text of the value at `ordinal`."""
+    return str(ordinals_to_values(np.array(ordinal, dtype=np.int64), f)[()])
+
+
+def ordinal_of(value: float, f: Format) -> int:
+    return int(to_ordinals(value, f))
+
+
+def lines(block: dict) -> list[str]:
+    """The hunt as text: what ran, the findings, the regions other than ok, the summary."""
+    out = [f"{block['id']} ({block['file']}): {block['samples']} candidates screened, {block['certified']} points "
+           f"certified, {block['wall_s']} s (stopped by {block['stopped_by']})"]
+    for s in block["summary"]:
+        out.append(f"  {s['framework']} {s['impl']} {s['dtype']} {s['output']}: mean {s['mean_error_bits']} bits, "
+                   f"max {s['max_error_bits']} bits over {s['points']} samples (screened)")
+    for r in block["regions"]:
+        if not (r["verdict"] == r["verdict_at_to"] == "ok"):
+            out.append(f"  {r['text']}")
+    for fnd in block["findings"]:
+        shown = ", ".join(f"{n} = {v}" for n, v in fnd["inputs"].items())
+        out.append(f"  finding: {fnd['framework']} {fnd['impl']} {fnd['dtype']} {fnd['output']}: {fnd['verdict']}, "
+                   f"{fnd['error_bits']} bits at {shown} -> {fnd['case_file']}")
+    return out
