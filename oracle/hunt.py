@@ -248,7 +248,7 @@ def _regions(case: Case, screen, samples: Samples, name: str, anchor: dict, f: F
             what = screening.returned(cls)
             if merged and merged[-1]["verdict"] == v_lo == v_hi and merged[-1]["verdict_at_to"] == v_lo \
                     and merged[-1]["returns"] == what:
-                merged[-1].update({"to": _repr(hi, f), "exact_to": exact_hi})
+                merged[-1].update({"to": _repr(hi, f), "exact_to": bool(exact_hi)})
                 continue
             merged.append({"framework": fw, "impl": impl, "dtype": dtype, "output": output, "input": name,
                            "verdict": v_lo, "verdict_at_to": v_hi, "returns": what, "from": _repr(lo, f),

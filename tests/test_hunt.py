@@ -1,0 +1,131 @@
+"""oracle hunt: exact boundaries against closed forms (mpmath, not the tool's own rounding), determinism,
+the budget, and a written finding that passes oracle check."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import mpmath
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from oracle import case as case_io
+from oracle import hunt
+from oracle.cli import app
+
+FLT_MAX = mpmath.mpf(2) ** 128 - mpmath.mpf(2) ** 104
+TO_INF = FLT_MAX + mpmath.mpf(2) ** 103  # exp(x) at or above this rounds to inf in float32 (ties to even)
+
+
+def _case(tmp_path, name: str, formula: str, low: str, high: str, reference: str | None = None):
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(f"id: {name}\ntitle: {formula}\nkind: loss\ninputs:\n  x: {{search: {{low: {low}, high: {high}}}}}\n"
+                    f"formula: {formula}\n" + (f"reference: {reference}\n" if reference else "")
+                    + "frameworks: [torch, jax]\n")
+    return case_io.load(path)
+
+
+def _f32(x: float) -> float:
+    return float(np.float32(x))
+
+
+def _first_float32(predicate, start: float, direction: float) -> float:
+    """Walk float32 values from `start` toward `direction` until `predicate` (exact, mpmath) flips; the last value
+    for which it still held is returned."""
+    x = np.float32(start)
+    assert predicate(float(x))
+    while predicate(float(np.nextafter(x, np.float32(direction)))):
+        x = np.nextafter(x, np.float32(direction))
+    return float(x)
+
+
+def _at(text: str) -> float:
+    """A float32 value from the hunt's shortest text."""
+    return _f32(float(text))
+
+
+def _regions(block: dict, framework: str, output: str = "value") -> list[dict]:
+    return [r for r in block["regions"] if r["framework"] == framework and r["output"] == output]
+
+
+@pytest.fixture(scope="module")
+def exp_hunt(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("exp")
+    case = _case(tmp, "hunt-exp", "exp(x)", "-200", "100")
+    options = hunt.Options(seed=3, budget=120, samples=256, out=str(tmp / "found"))
+    return case, options, hunt.hunt(case, options)
+
+
+def test_exp_overflows_exactly_above_log_flt_max(exp_hunt):
+    _, _, block = exp_hunt
+    with mpmath.workprec(200):
+        log_max = mpmath.log(FLT_MAX)
+        first = _first_float32(lambda x: mpmath.exp(mpmath.mpf(x)) >= TO_INF, 88.7229, 0.0)
+        assert mpmath.mpf(first) > log_max > mpmath.mpf(float(np.nextafter(np.float32(first), np.float32(0))))
+    assert first == _f32(88.72284)  # the float32 nearest log(FLT_MAX), which lies above it
+    for framework in ("torch", "jax"):
+        overflow = [r for r in _regions(exp_hunt[2], framework) if r["verdict"] == "overflow"]
+        assert len(overflow) == 1 and overflow[0]["verdict_at_to"] == "overflow"
+        assert _at(overflow[0]["from"]) == first and overflow[0]["exact_from"]
+        assert _at(overflow[0]["to"]) == 100.0
+        below = [r for r in _regions(exp_hunt[2], framework) if _at(r["to"]) < first]
+        assert _at(below[-1]["to"]) == float(np.nextafter(np.float32(first), np.float32(0)))
+        assert below[-1]["verdict_at_to"] == "ok" and below[-1]["exact_to"]
+
+
+def test_exp_flush_to_zero_where_frameworks_flush(exp_hunt):
+    """XLA flushes results below the smallest normal float32 (2**-126) to 0; torch keeps subnormals, and returns 0
+    only where exp(x) rounds to 0 (at or below 2**-150)."""
+    with mpmath.workprec(200):
+        jax_last = _first_float32(lambda x: mpmath.exp(mpmath.mpf(x)) < mpmath.mpf(2) ** -126, -87.3366, 0.0)
+        torch_last = _first_float32(lambda x: mpmath.exp(mpmath.mpf(x)) < mpmath.mpf(2) ** -150, -103.9722, 0.0)
+    for framework, last in (("jax", jax_last), ("torch", torch_last)):
+        zero = [r for r in _regions(exp_hunt[2], framework) if r["returns"] == "zero"]
+        assert zero and _at(zero[0]["from"]) == -200.0
+        assert _at(zero[-1]["to"]) == last and zero[-1]["exact_to"], (framework, zero)
+        after = [r for r in _regions(exp_hunt[2], framework) if _at(r["from"]) > last]
+        assert _at(after[0]["from"]) == float(np.nextafter(np.float32(last), np.float32(0)))
+        assert after[0]["returns"] == "finite" and after[0]["exact_from"]
+    assert jax_last == _f32(-87.33655) and torch_last == _f32(-103.972084)
+
+
+def test_same_seed_same_hunt(exp_hunt):
+    case, options, block = exp_hunt
+    again = hunt.hunt(case, options)
+    assert {k: v for k, v in again.items() if k != "wall_s"} == {k: v for k, v in block.items() if k != "wall_s"}
+    other = hunt.hunt(case, hunt.Options(seed=4, budget=120, samples=256, out=options.out))
+    assert other["summary"] != block["summary"]  # other samples
+
+
+def test_budget_is_honoured(tmp_path):
+    case = _case(tmp_path, "hunt-budget", "log(1 + exp(x))", "-1000", "1000", "softplus(x)")
+    started = time.monotonic()
+    block = hunt.hunt(case, hunt.Options(seed=0, budget=4, samples=10**7, out=str(tmp_path / "found")))
+    elapsed = time.monotonic() - started
+    assert block["stopped_by"] == "budget" and block["samples"] < 10**7
+    assert elapsed < 4 + 5, elapsed
+
+
+def test_naive_softplus_finding_passes_check(tmp_path):
+    """log(1 + exp(x)) overflows from the first float32 above 88.72283 (exp(x) overflows there); the finding is
+    written as a case whose expect the runner measured, and oracle check agrees."""
+    source = _case(tmp_path, "hunt-softplus", "log(1 + exp(x))", "-1000", "1000", "softplus(x)")
+    out = tmp_path / "found"
+    result = CliRunner().invoke(app, ["hunt", source.file, "--budget", "120", "--samples", "256", "--seed", "1",
+                                      "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    block = json.loads(result.stdout[result.stdout.index("{"):])["hunts"][0]
+    first = float(np.nextafter(np.float32(88.72283), np.float32(np.inf)))
+    for framework in ("torch", "jax"):
+        for output in ("value", "grad.x"):
+            overflow = [r for r in _regions(block, framework, output) if r["verdict"] == "overflow"]
+            assert [_at(r["from"]) for r in overflow] == [first] and overflow[0]["exact_from"]
+    findings = [f for f in block["findings"] if f["verdict"] == "overflow"]
+    assert findings and all(float(f["inputs"]["x"]) > 88.72283 for f in findings)
+    files = sorted({f["case_file"] for f in block["findings"]})
+    written = case_io.load(files[0])
+    assert "oracle hunt" in written.spec.source and written.spec.expect and not written.sweeps
+    check = CliRunner().invoke(app, ["check", *files])
+    assert check.exit_code == 0 and " 0 failed" in check.output, check.output
