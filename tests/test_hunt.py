@@ -129,3 +129,34 @@ def test_naive_softplus_finding_passes_check(tmp_path):
     assert "oracle hunt" in written.spec.source and written.spec.expect and not written.sweeps
     check = CliRunner().invoke(app, ["check", *files])
     assert check.exit_code == 0 and " 0 failed" in check.output, check.output
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("{search: {low: 5, high: 1}}", "inputs.x.search: low 5 is above high 1"),
+    ("{search: {low: 1, high: inf}}", "inputs.x.search.high: high must be finite"),
+    ("{search: {float32: some}}", "inputs.x.search.float32: float32 takes all"),
+    ("{search: {low: 1}}", "inputs.x.search: search takes {low: number, high: number} or {float32: all}"),
+])
+def test_bad_search_is_refused_with_its_field(tmp_path, spec, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(f"id: bad\ntitle: t\nkind: loss\ninputs:\n  x: {spec}\nformula: exp(x)\n")
+    with pytest.raises(case_io.CaseError, match=message.replace("{", r"\{").replace("}", r"\}")):
+        case_io.load(path)
+
+
+def test_search_grid_spans_the_range_in_float32(tmp_path):
+    """oracle run's grid: the range ends, evenly spaced values, and values spread over the binades (1e-30 is
+    reached only by the latter)."""
+    case = _case(tmp_path, "grid", "exp(x)", "-1000", "1000")
+    values = [float(v) for v in case.sweeps["x"].values]
+    assert values == sorted(values) and values[0] == -1000.0 and values[-1] == 1000.0
+    assert all(float(np.float32(v)) == v for v in values) and len(values) <= 42
+    assert 100.0 in values and any(0 < abs(v) < 1e-30 for v in values)
+    every = case_io.load(_write(tmp_path, "{search: {float32: all}}")).sweeps["x"].values
+    assert float(every[0]) == -float(np.finfo(np.float32).max) and float(every[-1]) == float(np.finfo(np.float32).max)
+
+
+def _write(tmp_path, spec: str):
+    path = tmp_path / "all.yaml"
+    path.write_text(f"id: all\ntitle: t\nkind: loss\ninputs:\n  x: {spec}\nformula: exp(x)\n")
+    return path
