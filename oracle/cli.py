@@ -328,6 +328,8 @@ def hunt_command(
     seed: int = typer.Option(0, "--seed", help="Seeds the sampling: the same seed gives the same hunt."),
     samples: int = typer.Option(4096, "--samples", min=16, help="Candidates screened per dtype (fewer if the budget "
                                 "runs out first)."),
+    summary_points: int = typer.Option(256, "--summary-points", min=0, help="Samples certified for the mean and "
+                                       "max error bits (the first drawn)."),
     out: Path = typer.Option(Path("hunt"), "--out", "-o", help="Folder for the findings' case files."),
     framework: list[str] | None = FRAMEWORK,
     dtype: list[str] | None = DTYPE,
@@ -348,7 +350,7 @@ def hunt_command(
     cases, errors = _valid(paths, max_elements)
     from oracle.runner import environment
 
-    options = hunt.Options(seed, budget, samples, framework, dtype, str(out), max_precision)
+    options = hunt.Options(seed, budget, samples, framework, dtype, str(out), max_precision, summary_points)
     hunts, failed = [], 0
     for case in cases:
         try:

@@ -35,7 +35,7 @@ def findings(case, screen, samples, names: list[str], f: Format, frameworks: lis
         size = sum(np.abs(samples.points[n][ties]).astype(np.float64) for n in names)
         k = int(ties[np.argmin(size)])  # among equally bad samples, the one nearest zero in the dtype's order
         groups.setdefault(tuple(int(samples.points[n][k]) for n in names), []).append(key)
-    out, certified, kept = [], 0, set()
+    out, certified, kept, false_alarms = [], 0, set(), 0
     for point, keys in groups.items():
         progress(f"{f.name}: certifying the finding at {_shown(point, names, f)} ({len(keys)} outputs)")
         exact = dict(zip(names, _values(point, f)))
@@ -54,14 +54,18 @@ def findings(case, screen, samples, names: list[str], f: Format, frameworks: lis
                 chosen, rows, shrunk = small_file, small_rows, True
             elif small_file not in kept:
                 Path(small_file).unlink()
+        if all(rows[k]["verdict"] == "ok" for k in keys):  # the screen's alarm: the certified reference disagrees
+            Path(chosen).unlink()
+            false_alarms += len(keys)
+            continue
         kept.add(chosen)
         finish(chosen, rows)
         inputs = {n: str(v) for n, v in case_io.load(chosen).spec.inputs.items() if n in names}
-        for key in keys:
+        for key in (k for k in keys if rows[k]["verdict"] != "ok"):
             out.append({"framework": key[0], "impl": key[1], "dtype": key[2], "output": key[3],
                         "verdict": rows[key]["verdict"], "error_bits": rows[key]["error_bits"], "inputs": inputs,
                         "case_file": chosen, "shrunk": shrunk})
-    return {"findings": out, "certified": certified}
+    return {"findings": out, "certified": certified, "false_alarms": false_alarms}
 
 
 def _values(point: tuple, f: Format, short: bool = False) -> list:

@@ -26,12 +26,16 @@ from oracle.floats import Format, fmt, ordinal_range, ordinals_to_values, to_ord
 from oracle.inputs import Sweep
 
 SAMPLES = 4096  # default candidates
+SUMMARY_POINTS = 256  # samples certified for the summary's mean and max error bits
 BATCH = 1024
 SPLIT = 31  # values evaluated between two samples whose classes differ: 5 bits of the gap per step
 MAX_CHANGES = 12  # class changes bisected per output and input, the first along it
 MAX_FLICKER = 4  # within-tolerance flips inside one stretch of the same behaviour beyond which the flag is dropped
-MAX_REGIONS = 16  # regions reported per output and input
-SCREEN_SHARE, BISECT_SHARE = 0.35, 0.6  # of the budget, by the end of each stage; certifying takes the rest
+MAX_REGIONS = 16  # screened regions reported per output and input
+MAX_VERDICT_CHANGES = 3  # certified verdict changes bisected inside one screened region (more: a flickering error)
+VERDICT_SPLIT = 15  # values certified between two that disagree: 4 bits of the gap per runner call
+SCREEN_SHARE, BISECT_SHARE, CERTIFY_SHARE = 0.3, 0.5, 0.7  # of the budget, by the end of each stage; then findings
+# and the certified summary, each skipped (and said) once the budget is spent
 
 
 class HuntError(ValueError):
@@ -47,6 +51,7 @@ class Options:
     dtypes: list[str] | None = None
     out: str = "hunt"
     max_precision: int = 4096
+    summary_points: int = SUMMARY_POINTS
 
 
 def searched_inputs(case: Case) -> list[str]:
@@ -68,7 +73,7 @@ def hunt(case: Case, options: Options, progress: Callable[[str], None] = lambda 
     names = searched_inputs(case)
     frameworks = [fw for fw in case.spec.frameworks if options.frameworks is None or fw in options.frameworks]
     out = {"id": case.id, "file": case.file, "budget_s": options.budget, "seed": options.seed, "samples": 0,
-           "certified": 0, "stopped_by": "samples", "findings": [], "regions": [], "summary": []}
+           "certified": 0, "false_alarms": 0, "stopped_by": "samples", "findings": [], "regions": [], "summary": []}
     for dtype in options.dtypes or case.spec.dtypes:
         f = fmt(dtype)
         screen = screening.Screen(case, f, frameworks, names, screening.fixed_inputs(case, f, names))
@@ -76,21 +81,40 @@ def hunt(case: Case, options: Options, progress: Callable[[str], None] = lambda 
         samples, stopped = _sample(screen, bounds, options, started, deadline, progress)
         out["stopped_by"] = stopped if stopped == "budget" else out["stopped_by"]
         out["samples"] += len(next(iter(samples.points.values())))
-        out["summary"] += _summary(screen, samples)
         anchor = _anchor(screen, samples, names)
         certified: list[int] = [0]
         for name in names:
+            if not _time_left(deadline, out, f"regions along {name} ({dtype})"):
+                break
             slice_ = samples if len(names) == 1 else _slice(screen, bounds[name], name, anchor, options, progress)
             _bisect(screen, slice_, name, f, started + options.budget * BISECT_SHARE, progress)
-            out["regions"] += _regions(case, screen, slice_, name, anchor, f, frameworks, options, certified, progress)
-        found = finding.findings(case, screen, samples, names, f, frameworks, options, progress)
-        certified[0] += found["certified"]
-        out["findings"] += found["findings"]
+            out["regions"] += _regions(case, screen, slice_, name, anchor, f, frameworks, options, certified, progress,
+                                       started + options.budget * CERTIFY_SHARE)
+        if _time_left(deadline, out, f"findings ({dtype})"):
+            found = finding.findings(case, screen, samples, names, f, frameworks, options, progress)
+            certified[0] += found["certified"]
+            out["findings"] += found["findings"]
+            out["false_alarms"] += found["false_alarms"]
+        measured = None
+        # several searched inputs vary jointly, which no sweep case evaluates: their summary is screened only
+        if len(names) == 1 and _time_left(deadline, out, f"certified summary ({dtype})"):
+            subset = sorted(set(samples.points[names[0]][:options.summary_points].tolist()))  # the first draws: seeded
+            progress(f"{dtype}: certifying {len(subset)} samples for the summary")
+            measured = certify(case, names[0], subset, anchor, f, frameworks, options)
+            certified[0] += len(subset)
+        out["summary"] += _summary(screen, samples, measured)
         out["certified"] += certified[0]
-        if time.monotonic() > deadline:
-            out["stopped_by"] = "budget"
     out["wall_s"] = round(time.monotonic() - started, 2)
     return out
+
+
+def _time_left(deadline: float, out: dict, stage: str) -> bool:
+    """Is there budget left for `stage`? If not, the hunt block says what was skipped."""
+    if time.monotonic() < deadline:
+        return True
+    out["stopped_by"] = "budget"
+    out.setdefault("skipped", []).append(stage)
+    return False
 
 
 @dataclasses.dataclass
@@ -134,17 +158,22 @@ def _sample(screen, bounds: dict, options: Options, started: float, deadline: fl
     return samples, "samples"
 
 
-def _summary(screen, samples: Samples) -> list[dict]:
-    """Herbie's summary per key: mean and max error bits over the screened samples (unmeasured points left out)."""
+def _summary(screen, samples: Samples, certified: dict | None) -> list[dict]:
+    """Herbie's summary per key: mean and max error bits over the first `summary_points` samples, certified by the
+    runner (points without a certified reference or where the framework raised are left out), and over all the
+    samples as screened (the float64 screen's own error included: ranking, not measurement)."""
+    def stats(bits) -> tuple:
+        bits = np.array([b for b in bits if b is not None and np.isfinite(b)], dtype=np.float64)
+        return (int(bits.size), *(None if not bits.size else repr(round(float(g(bits)), 4)) for g in (np.mean, np.max)))
+
     out = []
     for key in screen.keys:
-        bits = samples.bits[key]
-        measured = bits[np.isfinite(bits)]
         fw, impl, dtype, output = key
-        out.append({"framework": fw, "impl": impl, "dtype": dtype, "output": output, "points": int(measured.size),
-                    "mean_error_bits": None if not measured.size else repr(round(float(measured.mean()), 4)),
-                    "max_error_bits": None if not measured.size else repr(round(float(measured.max()), 4)),
-                    "screened": True})
+        points, mean, top = stats([b for _, b in certified[key].values()]) if certified else (0, None, None)
+        screened = stats(samples.bits[key])
+        out.append({"framework": fw, "impl": impl, "dtype": dtype, "output": output, "points": points,
+                    "mean_error_bits": mean, "max_error_bits": top, "screened_points": screened[0],
+                    "screened_mean_error_bits": screened[1], "screened_max_error_bits": screened[2]})
     return out
 
 
@@ -223,39 +252,73 @@ def _bisect(screen, samples: Samples, name: str, f: Format, until: float, progre
 
 
 def _regions(case: Case, screen, samples: Samples, name: str, anchor: dict, f: Format, frameworks: list[str],
-             options: Options, certified: list[int], progress) -> list[dict]:
-    """Runs of one class along `name`, per key, with the runner's verdict certified at both ends; neighbouring
-    runs with the same verdict and the same returned kind of value are merged."""
+             options: Options, certified: list[int], progress, until: float) -> list[dict]:
+    """Runs of one screened class along `name`, per key, with the runner's verdict certified at both ends. Where
+    the two ends disagree (the verdict changes where the screen saw nothing change: an overflow that becomes a
+    flush to zero, an error growing through the tolerance), the change is bisected with the runner itself to
+    two adjacent values of the dtype. Neighbouring pieces with the same verdict and the same returned kind of
+    value are merged."""
     runs = {}
     for key in screen.keys:
         ordinals, classes = _classes_along(samples, key, name)
         cut = _changes(ordinals, classes)
         starts, ends = np.concatenate([[0], cut + 1]), np.concatenate([cut, [len(ordinals) - 1]])
         runs[key] = [(int(ordinals[a]), int(ordinals[b]), classes[a], a == 0 or ordinals[a] - ordinals[a - 1] == 1,
-                      b == len(ordinals) - 1 or ordinals[b + 1] - ordinals[b] == 1) for a, b in zip(starts, ends)]
-    ends = sorted({o for key_runs in runs.values() for run in key_runs[:MAX_REGIONS] for o in run[:2]})
-    if not ends:
-        return []
-    progress(f"{f.name}: certifying {len(ends)} region ends along {name}")
-    verdicts = certify(case, name, ends, anchor, f, frameworks, options)
-    certified[0] += len(ends)
+                      b == len(ordinals) - 1 or ordinals[b + 1] - ordinals[b] == 1)
+                     for a, b in zip(starts, ends)][:MAX_REGIONS]
+    verdicts: dict[int, dict[tuple, str]] = {}  # ordinal -> key -> certified verdict
+
+    def run_certify(points: set[int], what: str) -> None:
+        todo = sorted(points - set(verdicts))
+        if todo:
+            progress(f"{f.name}: certifying {len(todo)} values along {name} ({what})")
+            for key, by_point in certify(case, name, todo, anchor, f, frameworks, options).items():
+                for o, (v, _) in by_point.items():
+                    verdicts.setdefault(o, {})[key] = v
+            certified[0] += len(todo)
+
+    run_certify({o for key_runs in runs.values() for run in key_runs for o in run[:2]}, "region ends")
+    known = {key: {o for run in key_runs for o in run[:2]} for key, key_runs in runs.items()}
+    while time.monotonic() < until:
+        wanted = set()
+        for key, key_runs in runs.items():
+            for lo, hi, *_ in key_runs:
+                inside = sorted(o for o in known[key] if lo <= o <= hi)
+                changes = [(a, b) for a, b in zip(inside, inside[1:]) if verdicts[a][key] != verdicts[b][key]]
+                for a, b in changes[:MAX_VERDICT_CHANGES]:
+                    if b - a > 1:
+                        wanted.update(np.unique(np.linspace(a, b, VERDICT_SPLIT + 2).round().astype(np.int64))[1:-1]
+                                      .tolist())
+        if not wanted:
+            break
+        run_certify(wanted, "bisecting a verdict change")
+        for key in known:
+            known[key] |= wanted
     out = []
     for key, key_runs in runs.items():
         fw, impl, dtype, output = key
         merged: list[dict] = []
-        for lo, hi, cls, exact_lo, exact_hi in key_runs[:MAX_REGIONS]:
-            v_lo, v_hi = verdicts[key][lo], verdicts[key][hi]
-            what = screening.returned(cls)
-            if merged and merged[-1]["verdict"] == v_lo == v_hi and merged[-1]["verdict_at_to"] == v_lo \
-                    and merged[-1]["returns"] == what:
-                merged[-1].update({"to": _repr(hi, f), "exact_to": bool(exact_hi)})
-                continue
-            merged.append({"framework": fw, "impl": impl, "dtype": dtype, "output": output, "input": name,
-                           "verdict": v_lo, "verdict_at_to": v_hi, "returns": what, "from": _repr(lo, f),
-                           "to": _repr(hi, f), "exact_from": bool(exact_lo), "exact_to": bool(exact_hi),
-                           "at": {k: _repr(v, f) for k, v in anchor.items() if k != name}})
-        if len(key_runs) > MAX_REGIONS:
-            merged[-1]["note"] = f"{len(key_runs) - MAX_REGIONS} more changes along {name} not reported"
+        for lo, hi, cls, exact_lo, exact_hi in key_runs:
+            inside = sorted(o for o in known[key] if lo <= o <= hi)
+            pieces, start = [], 0  # stretches of one certified verdict between the run's certified values
+            for i in range(1, len(inside) + 1):
+                if i == len(inside) or (verdicts[inside[i]][key] != verdicts[inside[start]][key]
+                                        and len(pieces) < MAX_VERDICT_CHANGES):
+                    pieces.append((inside[start], inside[i - 1] if i < len(inside) else inside[-1]))
+                    start = i
+            for k, (a, b) in enumerate(pieces):
+                v_a, v_b = verdicts[a][key], verdicts[b][key]
+                exact_a = exact_lo if k == 0 else a - pieces[k - 1][1] == 1
+                exact_b = exact_hi if k == len(pieces) - 1 else pieces[k + 1][0] - b == 1
+                what = screening.returned(cls)
+                if merged and merged[-1]["verdict"] == merged[-1]["verdict_at_to"] == v_a == v_b \
+                        and merged[-1]["returns"] == what and merged[-1]["exact_to"] and exact_a:
+                    merged[-1].update({"to": _repr(b, f), "exact_to": bool(exact_b)})
+                    continue
+                merged.append({"framework": fw, "impl": impl, "dtype": dtype, "output": output, "input": name,
+                               "verdict": v_a, "verdict_at_to": v_b, "returns": what, "from": _repr(a, f),
+                               "to": _repr(b, f), "exact_from": bool(exact_a), "exact_to": bool(exact_b),
+                               "at": {n: _repr(v, f) for n, v in anchor.items() if n != name}})
         for region in merged:
             region["text"] = region_text(region)
         out += merged
@@ -271,9 +334,10 @@ def region_text(r: dict) -> str:
 
 
 def certify(case: Case, name: str, ordinals: list[int], anchor: dict, f: Format, frameworks: list[str],
-            options: Options) -> dict[tuple, dict[int, str]]:
-    """The runner's verdicts (as `oracle run` classifies, certified reference) at values of `name` (ordinals
-    of the dtype), the other searched inputs at the anchor: one sweep over the points. key -> ordinal -> verdict."""
+            options: Options) -> dict[tuple, dict[int, tuple[str, float | None]]]:
+    """The runner's verdicts (as `oracle run` classifies, certified reference) and error bits at values of `name`
+    (ordinals of the dtype), the other searched inputs at the anchor: one sweep over the points.
+    key -> ordinal -> (verdict, error bits or None)."""
     from oracle.runner import run_case
 
     values = ordinals_to_values(np.array(ordinals, dtype=np.int64), f)
@@ -286,10 +350,8 @@ def certify(case: Case, name: str, ordinals: list[int], anchor: dict, f: Format,
     point_case = dataclasses.replace(case, inputs=inputs, expect=None,
                                      sweeps={name: Sweep("search", inputs[name], sweep.low, sweep.high)})
     result = run_case(point_case, frameworks=frameworks, dtypes=[f.name], max_precision=options.max_precision)
-    out: dict[tuple, dict[int, str]] = {}
-    for s in result["sweep"]["series"]:
-        out[(s["framework"], s["impl"], s["dtype"], s["output"])] = dict(zip(ordinals, s["verdicts"]))
-    return out
+    return {(s["framework"], s["impl"], s["dtype"], s["output"]): dict(zip(ordinals, zip(s["verdicts"], s["error_bits"])))
+            for s in result["sweep"]["series"]}
 
 
 def _exact(values: np.ndarray) -> np.ndarray:
@@ -316,7 +378,8 @@ def lines(block: dict) -> list[str]:
            f"certified, {block['wall_s']} s (stopped by {block['stopped_by']})"]
     for s in block["summary"]:
         out.append(f"  {s['framework']} {s['impl']} {s['dtype']} {s['output']}: mean {s['mean_error_bits']} bits, "
-                   f"max {s['max_error_bits']} bits over {s['points']} samples (screened)")
+                   f"max {s['max_error_bits']} bits over {s['points']} certified samples (screened over "
+                   f"{s['screened_points']}: mean {s['screened_mean_error_bits']}, max {s['screened_max_error_bits']})")
     for r in block["regions"]:
         if not (r["verdict"] == r["verdict_at_to"] == "ok"):
             out.append(f"  {r['text']}")
