@@ -60,7 +60,7 @@ def findings(case, screen, samples, names: list[str], f: Format, frameworks: lis
             continue
         kept.add(chosen)
         finish(chosen, rows)
-        inputs = {n: str(v) for n, v in case_io.load(chosen).spec.inputs.items() if n in names}
+        inputs = {n: _text(v) for n, v in case_io.load(chosen).spec.inputs.items() if n in names}
         for key in (k for k in keys if rows[k]["verdict"] != "ok"):
             out.append({"framework": key[0], "impl": key[1], "dtype": key[2], "output": key[3],
                         "verdict": rows[key]["verdict"], "error_bits": rows[key]["error_bits"], "inputs": inputs,
@@ -76,7 +76,7 @@ def _values(point: tuple, f: Format, short: bool = False) -> list:
 def _decimal(text: str) -> Decimal:
     """A number as a person writes it: 90 rather than 9E+1, 1e-30 rather than 0.000...1."""
     d = Decimal(text)
-    return Decimal(format(d, "f")) if d.is_finite() and d and -6 <= d.adjusted() < 16 else d
+    return Decimal(format(d, "f")) if d.is_finite() and d and -6 <= d.adjusted() < 7 else d
 
 
 def _digits(v, f: Format) -> str:
@@ -128,8 +128,13 @@ class _Dumper(yaml.SafeDumper):
     """Numbers read as Decimal are written back as plain YAML numbers, exactly as read."""
 
 
-_Dumper.add_representer(Decimal, lambda d, v: d.represent_scalar(d.resolve(yaml.ScalarNode, str(v), (True, False)),
-                                                                  str(v)))
+def _text(value) -> str:
+    """A number as written in a finding: 1e-30, 88.72284, 90."""
+    return format(value, "g") if isinstance(value, Decimal) else str(value)
+
+
+_Dumper.add_representer(Decimal, lambda d, v: d.represent_scalar(d.resolve(yaml.ScalarNode, _text(v), (True, False)),
+                                                                  _text(v)))
 
 
 def _plain(data):
@@ -147,14 +152,14 @@ def write(case, values: dict[str, Decimal], f: Format, frameworks: list[str], op
     data = _plain(yamlio.load(yamlio.read(case.file)))
     for name, value in values.items():
         data["inputs"][name] = value
-    slug = "-".join(re.sub(r"[^a-z0-9.]", "", str(v).lower().replace("-", "m").replace("+", "")) for v in values.values())
+    slug = "-".join(re.sub(r"[^a-z0-9.]", "", _text(v).lower().replace("-", "m").replace("+", "")) for v in values.values())
     data["id"] = f"{case.id}-{f.name}-{slug}"[:120].rstrip(".-_")
-    shown = ", ".join(f"{n} = {v}" for n, v in values.items())
+    shown = ", ".join(f"{n} = {_text(v)}" for n, v in values.items())
     data["title"] = f"{case.spec.title}: {shown} (found by oracle hunt)"
     data["source"] = f"oracle hunt {case.file} --seed {options.seed} (dtype {f.name})"
     worst = ", ".join(" ".join(k[:2]) + " " + k[3] for k in keys)
     data["description"] = (f"Found by oracle hunt {case.file} (seed {options.seed}, {f.name}): the worst screened "
-                           f"error of {worst}" + (f", shrunk from {', '.join(f'{n} = {v}' for n, v in shrunk_from.items())}"
+                           f"error of {worst}" + (f", shrunk from {', '.join(f'{n} = {_text(v)}' for n, v in shrunk_from.items())}"
                                                   if shrunk_from else "") + ".")
     data["tags"] = list(dict.fromkeys([*data.get("tags", []), "hunt"]))
     data["frameworks"] = frameworks
