@@ -418,7 +418,13 @@ def _operand_mask(op: Op, mask: np.ndarray, position: int, shape: tuple[int, ...
         return needed
     if op.primitive == "reshape":
         return mask.reshape(shape)
+    if op.primitive in _REDUCTIONS and len(shape) == mask.ndim + len(op.params["axes"]):
+        # a reduced element depends on its own slice only: in a sweep, another point's events are not its cause
+        return np.broadcast_to(np.expand_dims(mask, tuple(op.params["axes"])), shape).copy()
     return np.full(shape, mask.any())
+
+
+_REDUCTIONS = ("reduce_sum", "reduce_max", "reduce_min", "reduce_prod", "argmax", "argmin")
 
 
 def _at(x: np.ndarray, element: tuple[int, ...], op: Op) -> np.ndarray:

@@ -160,3 +160,19 @@ def _write(tmp_path, spec: str):
     path = tmp_path / "all.yaml"
     path.write_text(f"id: all\ntitle: t\nkind: loss\ninputs:\n  x: {spec}\nformula: exp(x)\n")
     return path
+
+
+def test_a_sweep_point_is_classified_by_its_own_cause(tmp_path):
+    """log(sum(exp(c + x))) at x = 90 overflows (exp(91) > FLT_MAX; the true value 91.41 is finite), whatever other
+    points share the sweep: the underflow of every exp at x = -1000 is not x = 90's cause (the shadow's ancestry
+    through a reduction keeps each point's own slice)."""
+    from oracle.floats import fmt, to_ordinals
+
+    path = tmp_path / "lse.yaml"
+    path.write_text("id: lse\ntitle: t\nkind: loss\ninputs:\n  c: [0.0, -1.0, 1.0]\n  x: {search: {low: -1000, high: 1000}}\n"
+                    "wrt: [x]\nformula: log(sum(exp(c + x)))\nreference: logsumexp(c + x)\nframeworks: [jax]\n")
+    case = case_io.load(path)
+    f = fmt("float32")
+    points = [int(to_ordinals(np.float32(v), f)) for v in (-1000.0, 90.0)]
+    verdicts = hunt.certify(case, "x", points, {}, f, ["jax"], hunt.Options())
+    assert [v for v, _ in verdicts[("jax", "formula", "float32", "value")].values()] == ["underflow", "overflow"]
