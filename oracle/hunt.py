@@ -22,7 +22,7 @@ import numpy as np
 
 from oracle import screen as screening
 from oracle.case import Case
-from oracle.floats import Format, fmt, ordinal_range, ordinals_to_values, to_ordinals
+from oracle.floats import Format, fmt, ordinal_range, ordinals_to_values
 from oracle.inputs import Sweep
 
 SAMPLES = 4096  # default candidates
@@ -368,17 +368,14 @@ def _repr(ordinal: int, f: Format) -> str:
     return str(ordinals_to_values(np.array(ordinal, dtype=np.int64), f)[()])
 
 
-def ordinal_of(value: float, f: Format) -> int:
-    return int(to_ordinals(value, f))
-
-
 def lines(block: dict) -> list[str]:
     """The hunt as text: what ran, the findings, the regions other than ok, the summary."""
     out = [f"{block['id']} ({block['file']}): {block['samples']} candidates screened, {block['certified']} points "
            f"certified, {block['wall_s']} s (stopped by {block['stopped_by']})"]
     for s in block["summary"]:
-        out.append(f"  {s['framework']} {s['impl']} {s['dtype']} {s['output']}: mean {s['mean_error_bits']} bits, "
-                   f"max {s['max_error_bits']} bits over {s['points']} certified samples (screened over "
+        certified = f"mean {s['mean_error_bits']} bits, max {s['max_error_bits']} bits over {s['points']} certified " \
+                    f"samples" if s["points"] else "no certified samples"
+        out.append(f"  {s['framework']} {s['impl']} {s['dtype']} {s['output']}: {certified} (screened over "
                    f"{s['screened_points']}: mean {s['screened_mean_error_bits']}, max {s['screened_max_error_bits']})")
     for r in block["regions"]:
         if not (r["verdict"] == r["verdict_at_to"] == "ok"):
