@@ -35,36 +35,39 @@ def findings(case, screen, samples, names: list[str], f: Format, frameworks: lis
         size = sum(np.abs(samples.points[n][ties]).astype(np.float64) for n in names)
         k = int(ties[np.argmin(size)])  # among equally bad samples, the one nearest zero in the dtype's order
         groups.setdefault(tuple(int(samples.points[n][k]) for n in names), []).append(key)
-    out, certified, kept, false_alarms = [], 0, set(), 0
+    out, false_alarms, measured, kept = [], 0, {}, set()
+
+    def place(values: dict, shrunk_from: dict | None, keys: list) -> tuple[str, dict]:
+        """The finding's file and the runner's rows there; a file this hunt already wrote is not rewritten."""
+        path = write(case, values, f, frameworks, options, keys, shrunk_from, measured)
+        if path not in measured:
+            measured[path] = _measure(path, frameworks, f, options)
+        return path, measured[path]
+
     for point, keys in groups.items():
         progress(f"{f.name}: certifying the finding at {_shown(point, names, f)} ({len(keys)} outputs)")
         exact = dict(zip(names, _values(point, f)))
-        chosen = write(case, exact, f, frameworks, options, keys, None)
-        rows = _measure(chosen, frameworks, f, options)
-        certified += 1
+        chosen, rows = place(exact, None, keys)
         small, shrunk = _shrink(screen, point, keys, names, f), False
         if small != point:
-            small_file = write(case, dict(zip(names, _values(small, f, short=True))), f, frameworks, options, keys,
-                               exact)
-            small_rows = _measure(small_file, frameworks, f, options)
-            certified += 1
+            small_file, small_rows = place(dict(zip(names, _values(small, f, short=True))), exact, keys)
             if all(small_rows[k]["verdict"] == rows[k]["verdict"] for k in keys):  # same failure: the simpler input
-                if chosen not in kept:
-                    Path(chosen).unlink()
                 chosen, rows, shrunk = small_file, small_rows, True
-            elif small_file not in kept:
-                Path(small_file).unlink()
         if all(rows[k]["verdict"] == "ok" for k in keys):  # the screen's alarm: the certified reference disagrees
-            Path(chosen).unlink()
             false_alarms += len(keys)
             continue
         kept.add(chosen)
-        finish(chosen, rows)
         inputs = {n: _text(v) for n, v in case_io.load(chosen).spec.inputs.items() if n in names}
         for key in (k for k in keys if rows[k]["verdict"] != "ok"):
             out.append({"framework": key[0], "impl": key[1], "dtype": key[2], "output": key[3],
                         "verdict": rows[key]["verdict"], "error_bits": rows[key]["error_bits"], "inputs": inputs,
                         "case_file": chosen, "shrunk": shrunk})
+    for path, rows in measured.items():
+        if path in kept:
+            finish(path, rows)
+        else:  # the exact value of a shrunk finding, a shrink that changed the verdict, or a false alarm
+            Path(path).unlink()
+    certified = len(measured)
     return {"findings": out, "certified": certified, "false_alarms": false_alarms}
 
 
@@ -147,8 +150,9 @@ def _plain(data):
 
 
 def write(case, values: dict[str, Decimal], f: Format, frameworks: list[str], options, keys: list,
-          shrunk_from: dict | None) -> str:
-    """The case with the searched inputs fixed at `values`, as a file in `options.out` (no expect yet)."""
+          shrunk_from: dict | None, written=()) -> str:
+    """The case with the searched inputs fixed at `values`, as a file in `options.out` (no expect yet); its path.
+    A path in `written` is left as it is."""
     data = _plain(yamlio.load(yamlio.read(case.file)))
     for name, value in values.items():
         data["inputs"][name] = value
@@ -167,7 +171,8 @@ def write(case, values: dict[str, Decimal], f: Format, frameworks: list[str], op
     data.pop("expect", None)
     Path(options.out).mkdir(parents=True, exist_ok=True)
     path = str(Path(options.out) / f"{data['id']}.yaml")
-    Path(path).write_text(yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=110))
+    if path not in written:
+        Path(path).write_text(yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=110))
     return path
 
 

@@ -128,8 +128,9 @@ def test_naive_softplus_finding_passes_check(tmp_path):
     files = sorted({f["case_file"] for f in block["findings"]})
     written = case_io.load(files[0])
     assert "oracle hunt" in written.spec.source and written.spec.expect and not written.sweeps
+    assert sorted(str(p) for p in out.iterdir()) == files  # every file written is a finding, none left behind
     check = CliRunner().invoke(app, ["check", *files])
-    assert check.exit_code == 0 and " 0 failed" in check.output, check.output
+    assert check.exit_code == 0 and " 0 failed" in check.output and "without expect" not in check.output, check.output
 
 
 @pytest.mark.parametrize("spec, message", [
