@@ -418,6 +418,13 @@ def _operand_mask(op: Op, mask: np.ndarray, position: int, shape: tuple[int, ...
         return needed
     if op.primitive == "reshape":
         return mask.reshape(shape)
+    if op.primitive in _ELEMENTWISE and len(shape) <= mask.ndim:  # an operand broadcast along size-1 or leading axes
+        needed = mask.any(axis=tuple(range(mask.ndim - len(shape))))
+        for axis, size in enumerate(shape):
+            if size == 1:
+                needed = needed.any(axis=axis, keepdims=True)
+        if needed.shape == shape:
+            return needed
     if op.primitive in _REDUCTIONS and len(shape) == mask.ndim + len(op.params["axes"]):
         # a reduced element depends on its own slice only: in a sweep, another point's events are not its cause
         return np.broadcast_to(np.expand_dims(mask, tuple(op.params["axes"])), shape).copy()
