@@ -16,6 +16,8 @@ from fractions import Fraction
 import mpmath
 import numpy as np
 
+from oracle.floats import fmt, ordinal_range, ordinals_to_values
+
 GENERATORS = ("eye", "diag", "fill", "linspace", "logspace", "normal", "uniform")
 _HEX = re.compile(r"^([+-]?)0x([0-9a-f]*)(?:\.([0-9a-f]*))?p([+-]?[0-9]+)$")
 _SPECIAL = {"inf": math.inf, "+inf": math.inf, "infinity": math.inf, "+infinity": math.inf,
@@ -244,7 +246,6 @@ def is_sweep(spec) -> bool:
     return isinstance(spec, dict) and "sweep" in spec
 
 
-
 SEARCH_GRID = 21  # a search range's default grid (`oracle run`, `oracle check`): this many evenly spaced values
 FLOAT32_MAX = (2 - Fraction(1, 2**23)) * 2**127  # and as many spread over its binades, like the hunt's samples
 
@@ -280,9 +281,9 @@ def search(spec: dict) -> Sweep:
 def search_grid(low: Fraction, high: Fraction, num: int) -> list[Fraction]:
     """`num` float32 values from low to high, evenly spaced in the float32 order (bit patterns): equal numbers
     of points per binade, as the hunt samples; low and high (rounded to float32, toward the inside) included."""
-    from oracle.floats import fmt, ordinal_range, ordinals_to_values  # floats is a leaf module; no cycle
-
     f = fmt("float32")
     first, last = ordinal_range(low, high, f)
+    if first > last:
+        raise InputError(f"no float32 value lies between {float(low)!r} and {float(high)!r}", ("search",))
     steps = np.unique(np.round(np.linspace(first, last, num)).astype(np.int64))
     return [Fraction(float(v)) for v in ordinals_to_values(steps, f)]
