@@ -116,7 +116,15 @@ def test_naive_softplus_finding_passes_check(tmp_path):
     result = CliRunner().invoke(app, ["hunt", source.file, "--budget", "120", "--samples", "256", "--seed", "1",
                                       "--summary-points", "32", "--out", str(out), "--json"])
     assert result.exit_code == 0, result.output
-    block = json.loads(result.stdout[result.stdout.index("{"):])["hunts"][0]
+    doc = json.loads(result.stdout[result.stdout.index("{"):])
+    assert {"oracle_version", "environment", "hunts"} <= set(doc)
+    block = doc["hunts"][0]
+    assert {"id", "file", "budget_s", "samples", "certified", "findings", "regions", "summary"} <= set(block)
+    assert {"framework", "impl", "dtype", "output", "verdict", "error_bits", "inputs", "case_file"} <= set(
+        block["findings"][0])
+    assert {"framework", "impl", "dtype", "output", "input", "verdict", "from", "to"} <= set(block["regions"][0])
+    assert {"framework", "impl", "dtype", "output", "mean_error_bits", "max_error_bits"} <= set(block["summary"][0])
+    assert all(isinstance(r["from"], str) and isinstance(r["to"], str) for r in block["regions"])  # floats as repr
     first = float(np.nextafter(np.float32(88.72283), np.float32(np.inf)))
     for framework in ("torch", "jax"):
         for output in ("value", "grad.x"):
@@ -181,3 +189,16 @@ def test_a_sweep_point_is_classified_by_its_own_cause(tmp_path):
     verdicts = hunt.certify(case, "x", points, {}, f, ["jax"], hunt.Options())
     assert [v for v, _ in verdicts[("jax", "formula", "float32", "value")].values()] == [
         "underflow", "ok", "overflow", "overflow"]
+
+
+def test_run_evaluates_a_search_as_its_default_grid(tmp_path):
+    """oracle run on a case with a search input: a sweep over the range's grid, thresholds included."""
+    from oracle.runner import run_case
+
+    case = _case(tmp_path, "grid-run", "exp(x)", "-200", "100")
+    result = run_case(case, frameworks=["jax"])
+    (axis,) = result["sweep"]["axes"]
+    assert axis["spec"] == "search" and axis["scale"] == "symlog"
+    assert result["sweep"]["points"] == len(case.sweeps["x"].values) == len(axis["values"])
+    overflow = [t for t in result["sweep"]["thresholds"] if t["verdict"] == "overflow" and t["output"] == "value"]
+    assert overflow and overflow[0]["at"] == 100.0  # exp(100) overflows float32, exp(85), the point before, does not
