@@ -334,6 +334,7 @@ def hunt_command(
     framework: list[str] | None = FRAMEWORK,
     dtype: list[str] | None = DTYPE,
     json_out: bool = typer.Option(False, "--json", help="Print one JSON document instead of text."),
+    html: Path | None = typer.Option(None, "--html", help="Also write the hunt as a page with its plots."),
     max_precision: int = MAX_PRECISION,
     max_elements: int = MAX_ELEMENTS,
 ) -> None:
@@ -363,8 +364,13 @@ def hunt_command(
         if not json_out:
             for line in hunt.lines(block):
                 typer.echo(line)
+    used = sorted({s["framework"] for h in hunts for s in h["summary"]})
+    doc = {"oracle_version": report.__version__, "environment": environment(used), "hunts": hunts,
+           "invalid": _invalid(errors)}
     if json_out:
-        used = sorted({s["framework"] for h in hunts for s in h["summary"]})
-        sys.stdout.write(report.dumps({"oracle_version": report.__version__, "environment": environment(used),
-                                       "hunts": hunts, "invalid": _invalid(errors)}) + "\n")
+        sys.stdout.write(report.dumps(doc) + "\n")
+    if html is not None:
+        from oracle.report.hunt_html import render
+
+        html.write_text(render(doc), encoding="utf-8")
     raise typer.Exit(2 if errors or failed else 0)

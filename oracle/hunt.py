@@ -103,6 +103,8 @@ def hunt(case: Case, options: Options, progress: Callable[[str], None] = lambda 
             measured = certify(case, names[0], subset, anchor, f, frameworks, options)
             certified[0] += len(subset)
         out["summary"] += _summary(screen, samples, measured)
+        if measured:
+            out.setdefault("plot", {})[dtype] = _plot(case, names[0], measured, out["regions"], f)
         out["certified"] += certified[0]
     out["wall_s"] = round(time.monotonic() - started, 2)
     return out
@@ -175,6 +177,21 @@ def _summary(screen, samples: Samples, certified: dict | None) -> list[dict]:
                     "mean_error_bits": mean, "max_error_bits": top, "screened_points": screened[0],
                     "screened_mean_error_bits": screened[1], "screened_max_error_bits": screened[2]})
     return out
+
+
+def _plot(case: Case, name: str, measured: dict, regions: list[dict], f: Format) -> dict:
+    """The certified summary samples as a sweep block (`oracle.report.plot` draws it): error bits and verdict per
+    sample and key, and where each region other than ok starts as a threshold."""
+    ordinals = sorted({o for by in measured.values() for o in by})
+    series = [{"framework": k[0], "impl": k[1], "dtype": k[2], "output": k[3], "vectorised": True, "note": None,
+               "error_bits": [by[o][1] for o in ordinals], "verdicts": [by[o][0] for o in ordinals]}
+              for k, by in measured.items()]
+    thresholds = [{**{k: r[k] for k in ("framework", "impl", "dtype", "output", "verdict", "input")},
+                   "at": float(r["from"]), "text": r["text"]}
+                  for r in regions if r["dtype"] == f.name and r["input"] == name and r["verdict"] != "ok"]
+    return {"axes": [{"input": name, "spec": "search", "scale": case.sweeps[name].scale,
+                      "values": [float(v) for v in ordinals_to_values(np.array(ordinals, dtype=np.int64), f)]}],
+            "points": len(ordinals), "series": series, "thresholds": thresholds}
 
 
 def _anchor(screen, samples: Samples, names: list[str]) -> dict[str, int]:

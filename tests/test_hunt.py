@@ -113,8 +113,9 @@ def test_naive_softplus_finding_passes_check(tmp_path):
     written as a case whose expect the runner measured, and oracle check agrees."""
     source = _case(tmp_path, "hunt-softplus", "log(1 + exp(x))", "-1000", "1000", "softplus(x)")
     out = tmp_path / "found"
+    page = tmp_path / "hunt.html"
     result = CliRunner().invoke(app, ["hunt", source.file, "--budget", "120", "--samples", "256", "--seed", "1",
-                                      "--summary-points", "32", "--out", str(out), "--json"])
+                                      "--summary-points", "32", "--out", str(out), "--json", "--html", str(page)])
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout[result.stdout.index("{"):])
     assert {"oracle_version", "environment", "hunts"} <= set(doc)
@@ -137,6 +138,11 @@ def test_naive_softplus_finding_passes_check(tmp_path):
     written = case_io.load(files[0])
     assert "oracle hunt" in written.spec.source and written.spec.expect and not written.sweeps
     assert sorted(str(p) for p in out.iterdir()) == files  # every file written is a finding, none left behind
+    html = page.read_text()
+    assert html.count("error bits of value against x") == html.count("error bits of grad.x against x") == 1
+    (plot,) = block["plot"].values()
+    assert plot["points"] == len(plot["axes"][0]["values"]) <= 32 and {s["output"] for s in plot["series"]} == {
+        "value", "grad.x"}
     check = CliRunner().invoke(app, ["check", *files])
     assert check.exit_code == 0 and " 0 failed" in check.output and "without expect" not in check.output, check.output
 
@@ -202,3 +208,13 @@ def test_run_evaluates_a_search_as_its_default_grid(tmp_path):
     assert result["sweep"]["points"] == len(case.sweeps["x"].values) == len(axis["values"])
     overflow = [t for t in result["sweep"]["thresholds"] if t["verdict"] == "overflow" and t["output"] == "value"]
     assert overflow and overflow[0]["at"] == 100.0  # exp(100) overflows float32, exp(85), the point before, does not
+
+
+def test_hunt_page_escapes_the_document():
+    from oracle.report.hunt_html import render
+
+    evil = "<script>alert(1)</script>"
+    page = render({"hunts": [{"id": evil, "file": evil, "regions": [{"verdict": "overflow", "verdict_at_to": "ok",
+                                                                      "text": evil}],
+                              "findings": [{"framework": evil, "inputs": {"x": evil}, "case_file": evil}]}]})
+    assert evil not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
