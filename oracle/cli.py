@@ -341,7 +341,7 @@ def hunt_command(
     """Search each case's search ranges for the worst error, the regions of each verdict (exact boundaries in
     the dtype) and mean/max error bits; write each finding as a case file ready for oracle check.
 
-    Example: oracle hunt cases/hunt/softplus-naive.yaml --budget 60
+    Example: oracle hunt cases/hunt/softplus.yaml --budget 60 --out hunt/
 
     Exit status: 0 when every case was hunted, 2 when a file is invalid or a case cannot be hunted.
     """
