@@ -23,7 +23,19 @@ from oracle import expect as expectations
 from oracle import formula, native, yamlio
 from oracle.floats import FORMATS
 from oracle.formula import FormulaError
-from oracle.inputs import GENERATORS, MAX_SWEEPS, SWEEPS, InputError, Sweep, all_integers, exact_value, is_sweep, sweep
+from oracle.inputs import (
+    GENERATORS,
+    MAX_SWEEPS,
+    SWEEPS,
+    InputError,
+    Sweep,
+    all_integers,
+    exact_value,
+    is_search,
+    is_sweep,
+    search,
+    sweep,
+)
 
 FRAMEWORKS = ("tf", "torch", "jax")
 DTYPES = ("float32", "float64", "float16")
@@ -40,6 +52,12 @@ _INPUT_SCHEMA = {
          "point (two sweeps form a grid)", "properties": {"sweep": {"type": "object", "minProperties": 1,
                                                                      "maxProperties": 1, "properties": {
                                                                          s: {} for s in SWEEPS}}}},
+        {"type": "object", "required": ["search"], "additionalProperties": False, "description": "a range for "
+         "oracle hunt to search (oracle run evaluates its default grid, like a sweep)", "properties": {"search": {
+             "anyOf": [{"type": "object", "required": ["low", "high"], "additionalProperties": False,
+                        "properties": {"low": _NUMBER, "high": _NUMBER}},
+                       {"type": "object", "required": ["float32"], "additionalProperties": False,
+                        "properties": {"float32": {"const": "all"}}}]}}},
     ],
 }
 InputSpec = Annotated[Any, WithJsonSchema(_INPUT_SCHEMA)]
@@ -218,7 +236,10 @@ def loads(text: str, file: str, max_elements: int = DEFAULT_MAX_ELEMENTS) -> Cas
             raise fail(("inputs", name), f"input name '{name}' is a library that impl expressions call "
                                          f"({', '.join(native.ROOTS)}): rename the input")
         try:
-            if is_sweep(value):
+            if is_search(value):
+                sweeps[name] = search(value)
+                inputs[name] = sweeps[name].values
+            elif is_sweep(value):
                 sweeps[name] = sweep(value, max_elements)
                 inputs[name] = sweeps[name].values
             else:

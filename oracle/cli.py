@@ -405,3 +405,59 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+@app.command("hunt")
+def hunt_command(
+    paths: list[Path] = PATHS,
+    budget: float = typer.Option(60.0, "--budget", min=1.0, help="Seconds of wall time per case (honoured within "
+                                 "a few seconds: a certification that has started finishes)."),
+    seed: int = typer.Option(0, "--seed", help="Seeds the sampling: the same seed gives the same hunt."),
+    samples: int = typer.Option(4096, "--samples", min=16, help="Candidates screened per dtype (fewer if the budget "
+                                "runs out first)."),
+    summary_points: int = typer.Option(256, "--summary-points", min=0, help="Samples certified for the mean and "
+                                       "max error bits (the first drawn)."),
+    out: Path = typer.Option(Path("hunt"), "--out", "-o", help="Folder for the findings' case files."),
+    framework: list[str] | None = FRAMEWORK,
+    dtype: list[str] | None = DTYPE,
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON document instead of text."),
+    html: Path | None = typer.Option(None, "--html", help="Also write the hunt as a page with its plots."),
+    max_precision: int = MAX_PRECISION,
+    max_elements: int = MAX_ELEMENTS,
+) -> None:
+    """Search each case's search ranges for the worst error, the regions of each verdict (exact boundaries in
+    the dtype) and mean/max error bits; write each finding as a case file ready for oracle check.
+
+    Example: oracle hunt cases/hunt/softplus.yaml --budget 60 --out hunt/
+
+    Exit status: 0 when every case was hunted, 2 when a file is invalid or a case cannot be hunted.
+    """
+    from oracle import hunt
+
+    _check_choices(framework, dtype)
+    cases, errors = _valid(paths, max_elements)
+    from oracle.runner import environment
+
+    options = hunt.Options(seed, budget, samples, framework, dtype, str(out), max_precision, summary_points)
+    hunts, failed = [], 0
+    for case in cases:
+        try:
+            block = hunt.hunt(case, options, progress=lambda text, c=case: typer.echo(f"hunt {c.id}: {text}", err=True))
+        except hunt.HuntError as e:
+            typer.echo(f"error: {e}", err=True)
+            failed += 1
+            continue
+        hunts.append(block)
+        if not json_out:
+            for line in hunt.lines(block):
+                typer.echo(line)
+    used = sorted({s["framework"] for h in hunts for s in h["summary"]})
+    doc = {"oracle_version": report.__version__, "environment": environment(used), "hunts": hunts,
+           "invalid": _invalid(errors)}
+    if json_out:
+        sys.stdout.write(report.dumps(doc) + "\n")
+    if html is not None:
+        from oracle.report.hunt_html import render
+
+        html.write_text(render(doc), encoding="utf-8")
+    raise typer.Exit(2 if errors or failed else 0)

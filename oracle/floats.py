@@ -188,3 +188,32 @@ def nstr(x, n: int) -> str:
     if digits.startswith("10"):  # rounding carried into the next decade
         digits, decimal = mpmath.nstr(mantissa / 10, n), decimal + 1
     return f"{'-' if sign else ''}{digits}e{'+' if decimal >= 0 else ''}{decimal}"
+
+
+# The dtype's values in order, as integers: what the hunt samples uniformly and bisects over.
+
+
+def to_ordinals(x, f: Format) -> np.ndarray:
+    """int64 positions of finite values of `f` on its ordered line (-0 and +0 are both 0; neighbours differ by 1):
+    the sign-magnitude bit pattern read as a signed integer."""
+    bits = np.asarray(x, dtype=f.numpy).view(_INT[f.width]).astype(np.int64)
+    magnitude = bits & np.int64(2 ** (f.width - 1) - 1)
+    return np.where(bits < 0, -magnitude, magnitude)
+
+
+def ordinals_to_values(n, f: Format) -> np.ndarray:
+    """The values of `f` at integer positions `n` (the inverse of to_ordinals; 0 is +0)."""
+    n = np.asarray(n, dtype=np.int64)
+    sign = np.where(n < 0, np.int64(1) << (f.width - 1), np.int64(0))
+    pattern = (np.abs(n) | sign)
+    if f.width < 64:
+        pattern = pattern.astype(_INT[f.width])
+    return pattern.view(f.numpy)
+
+
+def ordinal_range(low, high, f: Format) -> tuple[int, int]:
+    """Positions of the first and last values of `f` inside [low, high] (exact bounds, rounded inward)."""
+    lo, hi = round_to(low, f), round_to(high, f)
+    lo = float(np.nextafter(f.numpy.type(lo), f.numpy.type(np.inf))) if Fraction(lo) < low else lo
+    hi = float(np.nextafter(f.numpy.type(hi), f.numpy.type(-np.inf))) if Fraction(hi) > high else hi
+    return int(to_ordinals(lo, f)), int(to_ordinals(hi, f))

@@ -16,6 +16,8 @@ from fractions import Fraction
 import mpmath
 import numpy as np
 
+from oracle.floats import fmt, ordinal_range, ordinals_to_values
+
 GENERATORS = ("eye", "diag", "fill", "linspace", "logspace", "normal", "uniform")
 _HEX = re.compile(r"^([+-]?)0x([0-9a-f]*)(?:\.([0-9a-f]*))?p([+-]?[0-9]+)$")
 _SPECIAL = {"inf": math.inf, "+inf": math.inf, "infinity": math.inf, "+infinity": math.inf,
@@ -222,14 +224,21 @@ MAX_SWEEPS = 2  # two sweeps make a grid; three would make a cube nobody can plo
 
 @dataclass(frozen=True)
 class Sweep:
-    """A swept scalar input: the case is evaluated at each of `values` (exact, 1-D)."""
+    """A swept scalar input: the case is evaluated at each of `values` (exact, 1-D).
 
-    kind: str  # linspace, logspace or float32_edges
+    A searched input (`oracle hunt`) is a sweep of kind "search" whose values are the range's default grid
+    (what `oracle run` evaluates); `low` and `high` are the range the hunt samples."""
+
+    kind: str  # linspace, logspace, float32_edges or search
     values: np.ndarray
+    low: Fraction | None = None
+    high: Fraction | None = None
 
     @property
     def scale(self) -> str:
         """How to plot the axis: float32_edges spans -3.4e38..3.4e38 through 0 and the subnormals."""
+        if self.kind == "search":
+            return "log" if self.low > 0 else "symlog"
         return {"linspace": "linear", "logspace": "log", "float32_edges": "symlog"}[self.kind]
 
 
@@ -269,3 +278,46 @@ def is_sweep(spec) -> bool:
 def all_integers(values: np.ndarray) -> bool:
     """Every exact value is a finite integer (a label, a count, an index, a 0/1 mask)."""
     return all(isinstance(v, Fraction) and v.denominator == 1 for v in np.ravel(values))
+
+
+SEARCH_GRID = 21  # a search range's default grid (`oracle run`, `oracle check`): this many evenly spaced values
+FLOAT32_MAX = (2 - Fraction(1, 2**23)) * 2**127  # and as many spread over its binades, like the hunt's samples
+
+
+def is_search(spec) -> bool:
+    """Does an input spec declare a range for `oracle hunt` to search?"""
+    return isinstance(spec, dict) and "search" in spec
+
+
+def search(spec: dict) -> Sweep:
+    """`{search: {low: a, high: b}}` (a <= b, finite) or `{search: {float32: all}}` (every finite float32)."""
+    if len(spec) != 1:
+        raise InputError(f"a search is a mapping with the one key search; got {sorted(spec)}")
+    body = spec["search"]
+    if isinstance(body, dict) and set(body) == {"float32"}:
+        if body["float32"] != "all":
+            raise InputError("float32 takes all (every finite float32)", ("search", "float32"))
+        low, high = -FLOAT32_MAX, FLOAT32_MAX
+    elif isinstance(body, dict) and set(body) == {"low", "high"}:
+        low, high = (scalar(body[k]) for k in ("low", "high"))
+        for key, value in (("low", low), ("high", high)):
+            if not isinstance(value, Fraction):
+                raise InputError(f"{key} must be finite", ("search", key))
+        if low > high:
+            raise InputError(f"low {body['low']} is above high {body['high']}", ("search",))
+    else:
+        raise InputError("search takes {low: number, high: number} or {float32: all}", ("search",))
+    even = [low + (high - low) * Fraction(i, SEARCH_GRID - 1) for i in range(SEARCH_GRID)]
+    values = np.array(sorted(set(even + search_grid(low, high, SEARCH_GRID))), dtype=object)
+    return Sweep("search", values, low, high)
+
+
+def search_grid(low: Fraction, high: Fraction, num: int) -> list[Fraction]:
+    """`num` float32 values from low to high, evenly spaced in the float32 order (bit patterns): equal numbers
+    of points per binade, as the hunt samples; low and high (rounded to float32, toward the inside) included."""
+    f = fmt("float32")
+    first, last = ordinal_range(low, high, f)
+    if first > last:
+        raise InputError(f"no float32 value lies between {float(low)!r} and {float(high)!r}", ("search",))
+    steps = np.unique(np.round(np.linspace(first, last, num)).astype(np.int64))
+    return [Fraction(float(v)) for v in ordinals_to_values(steps, f)]

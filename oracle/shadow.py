@@ -668,13 +668,21 @@ def _operand_mask(op: Op, mask: np.ndarray, position: int, shape: tuple[int, ...
         return needed
     if op.primitive == "reshape" and mask.size == int(np.prod(shape, dtype=int)):
         return mask.reshape(shape)
-    if op.primitive == "broadcast" and position == 0:  # numpy broadcasting: the operand's axes are the result's trailing ones
+    if (op.primitive == "broadcast" and position == 0) or (op.primitive in _ELEMENTWISE and len(shape) <= mask.ndim):
+        # an operand broadcast along size-1 or leading axes (numpy's rule: its axes are the result's trailing ones)
         needed = mask.any(axis=tuple(range(mask.ndim - len(shape))))
         for axis, size in enumerate(shape):
             if size == 1:
                 needed = needed.any(axis=axis, keepdims=True)
-        return needed
+        if needed.shape == shape:
+            return needed
+    if op.primitive in _REDUCTIONS and "axes" in op.params and len(shape) == mask.ndim + len(op.params["axes"]):
+        # a reduced element depends on its own slice only: in a sweep, another point's events are not its cause
+        return np.broadcast_to(np.expand_dims(mask, tuple(op.params["axes"])), shape).copy()
     return np.full(shape, mask.any())
+
+
+_REDUCTIONS = ("reduce_sum", "reduce_max", "reduce_min", "reduce_prod", "argmax", "argmin")
 
 
 def _at(x: np.ndarray, element: tuple[int, ...], op: Op) -> np.ndarray:

@@ -1,0 +1,103 @@
+"""The hunt's cheap test of many candidate inputs: every framework x impl, vectorised, against an approximation.
+
+Candidates are screened, never reported: the approximation is the case's reference program run by JAX in
+float64 (a float64 shortcut that is fine for ranking candidates and bracketing where behaviour changes,
+and never a reported number). Everything the hunt reports is certified afterwards by the runner.
+
+A screened point gets, per framework x impl x output (its worst component), error bits against the float64
+reference rounded to the dtype, and a class: what the true value does in the dtype (normal, overflow,
+underflow, domain), what the framework returned (finite, zero, inf, nan, error) and whether that is within
+tolerance. The hunt bisects where the class changes; the runner then names the verdict on each side.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from oracle.case import Case
+from oracle.floats import Format, fmt, round_array, to_ordinals
+from oracle.frameworks import evaluate
+
+BUCKET = 64  # candidate counts are padded to a multiple: JAX compiles once per shape, not once per batch
+
+
+class Screen:
+    """Evaluates batches of candidate points (`{searched input: values of the dtype}`) for one case and dtype."""
+
+    def __init__(self, case: Case, f: Format, frameworks: list[str], searched: list[str], fixed: dict):
+        self.case, self.f, self.searched, self.fixed = case, f, searched, fixed
+        self.runs = [(fw, label, tree) for fw in frameworks
+                     for label, tree in ([("formula", case.formula)] if case.formula is not None else [])
+                     + case.impls.get(fw, [])]
+        self.outputs = ["value", *(f"grad.{name}" for name in case.wrt)]
+        self.keys = [(fw, label, f.name, out) for fw, label, _ in self.runs for out in self.outputs]
+        self.evaluated = 0
+
+    def __call__(self, points: dict[str, np.ndarray]) -> dict[tuple, tuple[np.ndarray, np.ndarray]]:
+        """key -> (error bits per point, NaN where unmeasured; class per point)."""
+        n = len(next(iter(points.values())))
+        padded = -(-n // BUCKET) * BUCKET
+        inputs = {}
+        for name in self.case.inputs:
+            if name in points:
+                values = np.asarray(points[name], dtype=self.f.numpy)
+                inputs[name] = np.concatenate([values, np.repeat(values[-1:], padded - n)])
+            else:
+                inputs[name] = np.stack([self.fixed[name]] * padded)
+        wide = fmt("float64")
+        truth = evaluate(self.case.reference, "jax", {k: v.astype(wide.numpy) for k, v in inputs.items()},
+                         self.case.wrt, wide, batched=True)
+        exact = None if truth.error else [truth.value] + [truth.grads[n_] for n_ in self.case.wrt]
+        out = {}
+        for fw, label, tree in self.runs:
+            run = evaluate(tree, fw, inputs, self.case.wrt, self.f, self.case.max_elements, batched=True)
+            got = None if run.error else [run.value] + [run.grads[n_] for n_ in self.case.wrt]
+            for k, name in enumerate(self.outputs):
+                bits, classes = self._classify(None if got is None else got[k], None if exact is None else exact[k],
+                                               padded, run.failed)
+                out[(fw, label, self.f.name, name)] = (bits[:n], classes[:n])
+        self.evaluated += n
+        return out
+
+    def _classify(self, got, exact, n: int, failed: dict | None) -> tuple[np.ndarray, np.ndarray]:
+        f = self.f
+        if got is None or exact is None:
+            return np.full(n, np.nan), np.full(n, "error" if got is None else "screen-unavailable", dtype=object)
+        got = np.asarray(got, dtype=f.numpy).reshape(n, -1)
+        exact = np.asarray(exact, dtype=np.float64).reshape(n, -1)
+        with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+            rounded = exact.astype(f.numpy)
+        finite = np.isfinite(got) & np.isfinite(rounded)
+        distance = np.abs(to_ordinals(np.where(finite, got, 0), f) - to_ordinals(np.where(finite, rounded, 0), f))
+        same = (np.isinf(got) & (got == rounded)) | (np.isnan(got) & np.isnan(rounded))
+        bits = np.where(finite, np.log2(1.0 + distance.astype(np.float64)), np.where(same, 0.0, float(f.width)))
+        truth = np.select([~np.isfinite(exact), np.isinf(rounded), (exact != 0) & (rounded == 0),
+                           (exact != 0) & (np.abs(exact) < float(f.min_normal))],
+                          ["domain", "overflow", "underflow-to-zero", "subnormal"], "normal")
+        returned = np.select([np.isnan(got), np.isinf(got), got == 0], ["nan", "inf", "zero"], "finite")
+        within = np.where(bits <= self.case.spec.tolerance_bits, "ok", "off")
+        worst = np.argmax(np.where(truth == "domain", -1.0, bits), axis=1)
+        pick = np.arange(n), worst
+        classes = np.array([f"{t}/{r}/{w}" for t, r, w in zip(truth[pick], returned[pick], within[pick])], dtype=object)
+        point_bits = np.where(truth[pick] == "domain", np.nan, bits[pick])
+        if failed:
+            for p in failed:
+                classes[p], point_bits[p] = "error", np.nan
+        return point_bits, classes
+
+
+def coarse(cls: str) -> str:
+    """A class without its within-tolerance flag: for an output whose error hovers around the tolerance,
+    where bisecting every flicker would say nothing."""
+    return cls.rsplit("/", 1)[0]
+
+
+def returned(cls: str) -> str:
+    """What the framework returned, from a class (finite, zero, inf, nan; error)."""
+    parts = cls.split("/")
+    return parts[1] if len(parts) >= 2 else cls
+
+
+def fixed_inputs(case: Case, f: Format, searched: list[str]) -> dict[str, np.ndarray]:
+    """The inputs the hunt does not search, rounded once to the dtype."""
+    return {name: round_array(value, f) for name, value in case.inputs.items() if name not in searched}
