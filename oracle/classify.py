@@ -178,7 +178,10 @@ def _mismatch(k: int, index: tuple, got: float, exact, rounded: float, ev: Evide
     if formula is not None and _close(round_to(formula, ev.f), rounded, ev):
         return None  # the formula is the function: the error is rounding (and float64 need not run)
     if formula is not None and ev.is_traced:
-        departure = None if ev.shadow is None else ev.shadow.departure(k, index)
+        try:
+            departure = None if ev.shadow is None else ev.shadow.departure(k, index)
+        except Exception:  # noqa: BLE001 - as in _blame: the mismatch stands, unlocated
+            departure = None
         return Verdict("mismatch", False, f"the computation that ran is another function here: its operations "
                                           f"evaluated exactly give {_n(formula)}, the reference is {_n(exact)}"
                        + ("" if departure is None else f"; {departure.explanation}"),
@@ -206,7 +209,10 @@ def _blame(k: int, index: tuple, got: float, rounded: float, ev: Evidence):
         modelled = float(ev.shadow.outputs[k][index])
         if _close(modelled, rounded, ev):
             return None
-    return ev.shadow.root_cause(k, index) or ev.shadow.spread_cancellation(k, index, ev.tolerance_bits)
+    try:
+        return ev.shadow.root_cause(k, index) or ev.shadow.spread_cancellation(k, index, ev.tolerance_bits)
+    except Exception:  # noqa: BLE001 - a defect in the path analysis costs this component its cause, not the case
+        return None    # its rows: the other evidence still classifies it
 
 
 def _said(blame, ev: Evidence) -> str:

@@ -76,7 +76,7 @@ from jax.extend import core as jcore
 from mpmath import mp
 
 from oracle import formula
-from oracle.floats import FORMATS, Format, error_bits, round_array, round_to, ulps
+from oracle.floats import FORMATS, Format, error_bits, nstr, round_array, round_to, ulps
 from oracle.frameworks import jax as jax_backend
 from oracle.frameworks import native_ops, rounded_constant
 from oracle.reference import _arguments, mp_eval
@@ -676,7 +676,8 @@ def _operand_mask(op: Op, mask: np.ndarray, position: int, shape: tuple[int, ...
                 needed = needed.any(axis=axis, keepdims=True)
         if needed.shape == shape:
             return needed
-    if op.primitive in _REDUCTIONS and "axes" in op.params and len(shape) == mask.ndim + len(op.params["axes"]):
+    if (op.primitive in _REDUCTIONS and position == 0 and "axes" in op.params
+            and tuple(n for d, n in enumerate(shape) if d not in op.params["axes"]) == mask.shape):
         # a reduced element depends on its own slice only: in a sweep, another point's events are not its cause
         return np.broadcast_to(np.expand_dims(mask, tuple(op.params["axes"])), shape).copy()
     return np.full(shape, mask.any())
@@ -704,11 +705,11 @@ def _show_number(v, f: Format) -> str:
     """Enough digits to tell `f`'s values apart; an exact value that looks like its rounding shows the difference."""
     digits = math.ceil(f.precision * math.log10(2)) + 1
     v = v if isinstance(v, mpmath.mpf) else mpmath.mpf(float(v))  # a float value is exact in 53 bits
-    text, rounded = mpmath.nstr(v, digits), mpmath.mpf(round_to(v, f))
-    if not mpmath.isfinite(v) or v == rounded or mpmath.nstr(rounded, digits) != text:
+    text, rounded = nstr(v, digits), mpmath.mpf(round_to(v, f))
+    if not mpmath.isfinite(v) or v == rounded or nstr(rounded, digits) != text:
         return text
     rest = v - rounded
-    return f"{text} {'+' if rest > 0 else '-'} {mpmath.nstr(abs(rest), 3)}"
+    return f"{text} {'+' if rest > 0 else '-'} {nstr(abs(rest), 3)}"
 
 
 def _blame(op: Op, element: tuple[int, ...], kind: str, f: Format) -> Blame:
@@ -738,7 +739,7 @@ def _blame(op: Op, element: tuple[int, ...], kind: str, f: Format) -> Blame:
     elif kind in ("overflow", "underflow"):
         text = f"{where} left the {f.name} range ({kind}): {exact_call} = {x}, but in {f.name} {float_call} gives {fl}."
     elif kind == "cancellation":
-        ratio = mpmath.nstr(_magnitude(op, op.float_value.shape)[element] / abs(op.exact_value[element]), 3)
+        ratio = nstr(_magnitude(op, op.float_value.shape)[element] / abs(op.exact_value[element]), 3)
         text = (f"{where} cancelled: {exact_call} = {x} is {ratio} times smaller than its largest operand, so its "
                 f"operands rounded to {f.name}, {rounded_call}, give {local} instead of {r} ({bits}).")
     elif kind == "sensitivity":
