@@ -218,6 +218,12 @@ def _blame(k: int, index: tuple, got: float, rounded: float, ev: Evidence):
 def _said(blame, ev: Evidence) -> str:
     said = blame.explanation.rstrip(".")
     if ev.is_traced:
+        if blame.kind == "underflow" and blame.flushed and not ev.subnormals["flush_to_zero"] and blame.op.inherent[
+                blame.element]:  # 0 where the subnormal exists, from a framework that keeps subnormals
+            exact = _n(blame.op.exact_value[blame.element])
+            return (f"{blame.where} underflowed {ev.f.name} to zero: {blame.op.short} is exactly {exact}, a "
+                    f"{ev.f.name} subnormal, but {ev.framework}, which keeps subnormals, returned 0 there (its kernel "
+                    "computes through a value beyond the range)")
         return said
     if blame.kind == "underflow" and blame.flushed and not ev.subnormals["flush_to_zero"]:
         exact = _n(blame.op.exact_value[blame.element])
