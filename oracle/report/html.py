@@ -256,8 +256,9 @@ def _cause(cause: dict | None) -> str:
 
 
 def _how(cause: dict) -> str:
-    """A badge: was the root cause traced in this framework's own computation (JAX's shadow replay), or
-    inferred (TensorFlow and PyTorch: from JAX's run of the same formula, or from the symptom)?"""
+    """A badge: was the root cause traced in this framework's own computation (its ops replayed: JAX's jaxpr, a
+    TF or torch recording), or inferred (where no trace could be made: from JAX's run of the same formula, or
+    from the symptom)?"""
     if cause.get("traced"):
         return ('<span class="how traced" title="found by replaying this framework\'s own operations beside '
                 'exact values">traced</span>')
@@ -295,6 +296,8 @@ def _reference(case: dict) -> str:
                  f"gradient check: {_e(ref.get('gradient_check', '?'))}"]
         facts += [f"shadow: {_e(ref['shadow'])}"] if "shadow" in ref else []
         facts += [f"shadow of {_e(label)}: {_e(said)}" for label, said in ref.get("impl_shadow", {}).items()]
+        facts += [f"{_e(fw)} trace of {_e(label)}: {_e(said)}" for fw, labels in ref.get("traces", {}).items()
+                  if fw != "jax" for label, said in labels.items()]
         facts += [f"domain: {_e(d)}" for d in ref.get("domain", [])]
         facts += [f"{_e(fw)} {'flushes' if mode.get('flush_to_zero') else 'keeps'} subnormals"
                   for fw, mode in ref.get("subnormals", {}).items() if isinstance(mode, dict)]
