@@ -10,11 +10,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from oracle import __version__, budget, compare, formula, reference, report, rewrites, shadow, sweep
+from oracle import __version__, budget, compare, formula, reference, report, rewrites, shadow, sweep, traces
 from oracle.case import Case
 from oracle.classify import Evidence
 from oracle.floats import Format, error_bits, fmt, round_array, ulps
-from oracle.frameworks import backend, evaluate, native_ops, record, subnormal_mode, versions
+from oracle.frameworks import evaluate, native_ops, subnormal_mode, versions
 from oracle.frameworks import jax as jax_backend
 from oracle.reference import START_PRECISION
 from oracle.reference.condition import condition_numbers
@@ -112,7 +112,7 @@ def run_case(case: Case, frameworks: list[str] | None = None, dtypes: list[str] 
 # Shares of the time a case has left (oracle.budget), given to each expensive part as it starts: the reference
 # first (its gradient check gets half of what the reference leaves), then condition numbers, then each shadow
 # replay and exact evaluation the classification asks for. A part that runs out leaves the rest intact.
-REFERENCE_SHARE, KAPPA_PART, SHADOW_PART, EXACT_PART = 0.5, "kappa", "shadow", "exact formula"
+REFERENCE_SHARE, KAPPA_PART, EXACT_PART, SHADOW_PART = 0.5, "kappa", "exact formula", traces.SHADOW_PART
 
 
 def _reference(program, inputs: dict, f: Format, cap: int) -> reference.Reference:
@@ -145,69 +145,20 @@ def _diagnosis(case: Case, framework: str, label: str, tree: formula.Node, input
     """What explains one run's errors: (make_shadow, make_exact, traced), each computed on first use.
 
     JAX's own computation is replayed from its jaxpr; TensorFlow's and PyTorch's from a
-    recording of the ops they ran (`_recorded`). Where no recording can be replayed (a
-    sweep, an op without an exact rule), the formula's JAX shadow serves as a model of
-    tf/torch (`traced` False: explanations say the cause is inferred), and an impl has none."""
+    recording of the ops they ran (`oracle.traces`). Where no recording can be replayed (an
+    op without an exact rule), the formula's JAX shadow serves as a model of tf/torch
+    (`traced` False: explanations say the cause is inferred), and an impl has none."""
     if framework == "jax":
         if label == "formula":
             return formula_shadow, lambda: _outputs(formula_exact()), True
         make_exact = cache(partial(_exact, case, tree, inputs, f, max_precision))
         return (cache(partial(_shadow, case, tree, label, inputs, f, prec, block, make_exact)),
                 lambda: _outputs(make_exact()), True)
-    replays = cache(partial(_recorded, case, framework, label, tree, inputs, f, prec, block, max_precision))
-    model, model_exact = (formula_shadow, lambda: _outputs(formula_exact())) if label == "formula" else (
-        lambda: None, lambda: None)
-    return (lambda: replays()[1] if replays() else model(), lambda: _agreed(*replays(), f) if replays() else model_exact(),
-            lambda: replays() is not None)
-
-
-def _recorded(case: Case, framework: str, label: str, tree: formula.Node, inputs: dict, f: Format, prec: int,
-              block: dict, max_precision: int):
-    """This tf/torch run recorded and replayed at two precisions (prec and 2 prec); None (said why) if it cannot be.
-
-    Said in the reference block: `traces.<framework>.<label>`."""
-    said, out = "", None
-    if case.sweeps:
-        said = "unavailable: sweeps are not recorded (each point would be a recording of its own)"
-    else:
-        try:
-            recording = record(tree, framework, inputs, case.wrt, f)
-            out, short = budget.attempt(SHADOW_PART, lambda: _replays(case, recording, framework, inputs, f, prec,
-                                                                      max_precision), share=0.5)
-            said = f"replayed {len(out[0].ops)} operations" if out is not None else f"unavailable: {short}"
-        except shadow.ShadowUnavailable as e:
-            said = f"unavailable: {e}"
-        except Exception as e:  # noqa: BLE001 - a run that cannot be recorded is classified from other evidence
-            said = f"unavailable: {type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
-    block.setdefault("traces", {}).setdefault(framework, {})[label] = said
-    return out
-
-
-def _replays(case: Case, recording, framework: str, inputs: dict, f: Format, prec: int, max_precision: int):
-    """The recording replayed at two precisions, doubled while an absorbed cancellation leaves outputs open."""
-    rules = backend(framework).exact_rules()
-
-    def replayed(p: int) -> shadow.Shadow:
-        return shadow.replay(recording, rules, inputs, case.wrt, f, p, case.spec.tolerance_bits)
-
-    out = (replayed(prec), replayed(2 * prec))
-    while (out[0].absorbed or out[1].absorbed) and 4 * prec <= max_precision and any(
-            any(v is None for v in a.ravel()) for a in _agreed(*out, f)):
-        prec *= 2
-        out = (out[1], replayed(2 * prec))
-    return out
-
-
-def _agreed(low: shadow.Shadow, high: shadow.Shadow, f: Format) -> list[np.ndarray]:
-    """The recorded computation's exact outputs where two precisions round them alike; None elsewhere."""
-    unsure = low.absorbed or high.absorbed
-    return [np.where(_same_rounding(a, b, f) & ~(unsure & np.isnan(round_array(b, f))), b, None)
-            for a, b in zip(low.exact_outputs, high.exact_outputs)]
-
-
-def _same_rounding(a: np.ndarray, b: np.ndarray, f: Format) -> np.ndarray:
-    ra, rb = round_array(a, f), round_array(b, f)
-    return (ra == rb) | (np.isnan(ra) & np.isnan(rb))
+    make_shadow, make_exact, traced = traces.trace(case, framework, label, tree, inputs, f, prec, block, max_precision)
+    if label != "formula":  # no model of library code: what the recording says, or nothing
+        return make_shadow, make_exact, traced
+    return (lambda: make_shadow() if traced() else formula_shadow(),  # else the formula's JAX shadow as a model
+            lambda: make_exact() if traced() else _outputs(formula_exact()), traced)
 
 
 def _shadow(case: Case, tree: formula.Node, label: str, inputs: dict, f: Format, prec: int, block: dict,

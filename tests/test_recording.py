@@ -220,3 +220,17 @@ def test_ill_conditioning_says_when_another_run_reaches_the_reference(tmp_path):
     assert rows["factored"]["verdict"] == "ok" and rows["factored"]["got"] == rows["factored"]["reference"]
     assert rows["formula"]["verdict"] == "ill-conditioning", rows["formula"]
     assert "but torch factored reaches the reference in float32" in rows["formula"]["explanation"]
+
+
+def test_a_sweeps_failing_points_are_each_recorded_on_their_own(tmp_path):
+    # -log(1/(1 + exp(-z))) over z in {-100, -50, 0}: exp(100) overflows float32 (3.4e38 < 2.7e43) at z = -100; at
+    # z = -50 the backward pass's (1 + e^50)**-2 = 3.7e-44 is a float32 subnormal (grad.z loses 17 bits); z = 0 is
+    # within tolerance and needs no recording
+    result = _run(tmp_path, "id: sweep\ntitle: t\nkind: loss\nframeworks: [torch, tf]\n"
+                            "inputs:\n  z: {sweep: {linspace: [-100, 0, 3]}}\nformula: -log(1 / (1 + exp(-z)))\n")
+    traces = result["reference"]["float32"]["traces"]
+    for framework in ("torch", "tf"):
+        assert traces[framework]["formula"].endswith("at 2 points (each point recorded on its own)"), traces
+        row = next(r for r in result["results"] if r["framework"] == framework and r["output"] == "value")
+        assert row["worst_index"] == [0] and row["verdict"] == "overflow" and row["cause"]["traced"] is True
+        assert row["cause"]["op"] in ("Exp", "aten.exp.default") and "exp(100.0)".lower() in row["explanation"].lower()
