@@ -26,7 +26,9 @@ def trace(case, framework: str, label: str, tree, inputs: dict, f: Format, prec:
           max_precision: int):
     """(make_shadow, make_exact, traced) for one tf/torch run, each computed on first use; None, None, False where
     no recording can be replayed (said in `block["traces"][framework][label]`)."""
-    said = block.setdefault("traces", {}).setdefault(framework, {})
+    def said() -> dict:  # the run's line in the reference block, made when a recording is tried
+        return block.setdefault("traces", {}).setdefault(framework, {})
+
     if not case.sweeps:
         replays = cache(lambda: _recorded(case, framework, label, tree, inputs, f, prec, max_precision, said))
         return (lambda: replays()[1] if replays() else None,
@@ -38,7 +40,7 @@ def trace(case, framework: str, label: str, tree, inputs: dict, f: Format, prec:
 
 
 def _recorded(case, framework: str, label: str, tree, inputs: dict, f: Format, prec: int, max_precision: int,
-              said: dict, counts: dict | None = None):
+              said, counts: dict | None = None):
     """The run recorded and replayed (low, high); None, said why, if it cannot be (`counts`: a sweep's point)."""
     out = None
     try:
@@ -51,10 +53,10 @@ def _recorded(case, framework: str, label: str, tree, inputs: dict, f: Format, p
     except Exception as e:  # noqa: BLE001 - a run that cannot be recorded is classified from other evidence
         text = f"unavailable: {type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
     if counts is None:
-        said[label] = text
+        said()[label] = text
     else:  # a sweep: what the points that needed one said, counted
         counts[text] = counts.get(text, 0) + 1
-        said[label] = "; ".join(f"{t} at {n} point{'s' * (n != 1)}" for t, n in counts.items()) + \
+        said()[label] = "; ".join(f"{t} at {n} point{'s' * (n != 1)}" for t, n in counts.items()) + \
             " (each point recorded on its own)"
     return out
 
