@@ -455,22 +455,15 @@ class BallInterpreter(mp_eval.Interpreter):
 
     p_argmin = p_argmax
 
-    def p_triangular_solve(self, a, b, left_side, lower, transpose_a, conjugate_a, unit_diagonal):
-        """The exact solution's enclosure, by Arb's certified solver (the triangle's zeros are exact)."""
-        if transpose_a:
-            a, lower = np.swapaxes(a, -1, -2), not lower
-        if not left_side:  # x op(a) = b  <=>  op(a)^T x^T = b^T
-            a, lower, b = np.swapaxes(a, -1, -2), not lower, np.swapaxes(b, -1, -2)
-        out = np.empty(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + b.shape[-2:], dtype=object)
-        n = a.shape[-1]
+    def _substitute(self, t, b, lower: bool, unit: bool) -> np.ndarray:
+        """The exact solution's enclosure, by Arb's certified solver (the triangle's zeros are exact); the
+        interpreter's p_triangular_solve has already reduced every form to this one."""
+        n = t.shape[0]
         keep = np.tril(np.ones((n, n), bool)) if lower else np.triu(np.ones((n, n), bool))
-        for index in np.ndindex(out.shape[:-2]):
-            t = np.where(keep, a[index] if a.ndim > 2 else a, ZERO)
-            if unit_diagonal:
-                t[np.diag_indices(n)] = ONE
-            rhs = b[index] if b.ndim > 2 else b
-            out[index] = _solve(t, rhs)
-        return out if left_side else np.swapaxes(out, -1, -2)
+        t = np.where(keep, t, ZERO)
+        if unit:
+            t[np.diag_indices(n)] = ONE
+        return _solve(t, b)
 
     def _cholesky(self, a):
         """Lower Cholesky factor: NaNs when the matrix is certainly not positive definite (as LAPACK via JAX)."""
