@@ -27,12 +27,16 @@ from oracle.inputs import (
     GENERATORS,
     MAX_SWEEPS,
     SWEEPS,
+    INTEGER_DTYPES,
     InputError,
     Sweep,
     all_integers,
     exact_value,
+    integer_input,
+    is_integer_input,
     is_search,
     is_sweep,
+    round_inputs,
     search,
     sweep,
 )
@@ -58,6 +62,9 @@ _INPUT_SCHEMA = {
                         "properties": {"low": _NUMBER, "high": _NUMBER}},
                        {"type": "object", "required": ["float32"], "additionalProperties": False,
                         "properties": {"float32": {"const": "all"}}}]}}},
+        *({"type": "object", "required": [d], "additionalProperties": False, "description": f"integers ({d}: labels, "
+           "lengths, paddings): a number, a nested list or a generator; never differentiated nor perturbed",
+           "properties": {d: {}}} for d in INTEGER_DTYPES),
     ],
 }
 InputSpec = Annotated[Any, WithJsonSchema(_INPUT_SCHEMA)]
@@ -146,6 +153,7 @@ class Case:
     max_elements: int = DEFAULT_MAX_ELEMENTS  # the cap on inputs, and on every tensor the case computes
     sweeps: dict[str, Sweep] = field(default_factory=dict)  # swept inputs; `inputs` holds their points
     expect: expectations.Expectations | None = None  # the verdicts the case should get
+    integers: dict[str, str] = field(default_factory=dict)  # integer inputs: name -> int32/int64
 
     @property
     def id(self) -> str:
@@ -154,9 +162,9 @@ class Case:
     @property
     def data_inputs(self) -> list[str]:
         """Inputs that are exact data, not measurements: `data` when given, else every input outside `wrt`
-        whose values are all integers (labels, counts, indices, 0/1 masks)."""
+        whose values are all integers (labels, counts, indices, 0/1 masks). Integer inputs are always data."""
         if self.spec.data is not None:
-            return list(self.spec.data)
+            return list(self.spec.data) + [name for name in self.integers if name not in self.spec.data]
         return [name for name, value in self.inputs.items() if name not in self.wrt and all_integers(value)]
 
     @property
@@ -174,6 +182,11 @@ class Case:
     def shapes(self) -> dict[str, tuple[int, ...]]:
         """Each input's shape at one point: a swept input is a scalar."""
         return {name: () if name in self.sweeps else value.shape for name, value in self.inputs.items()}
+
+    def rounded(self, f, exact: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+        """The inputs (`exact`, default the batched exact inputs) as evaluated at Format `f`: each float input
+        rounded once to it, each integer input an integer array of its own dtype."""
+        return round_inputs(self.batched_inputs() if exact is None else exact, f, self.integers)
 
     def batched_inputs(self) -> dict[str, np.ndarray]:
         """The exact inputs; with sweeps, each gets a leading axis of the points (the grid, row-major)."""
@@ -227,7 +240,7 @@ def loads(text: str, file: str, max_elements: int = DEFAULT_MAX_ELEMENTS) -> Cas
         return CaseError(file, ".".join(map(str, path)), message, yamlio.line_of(data, path))
 
     problems: list[CaseError] = []  # independent checks all run: every bad field is reported at once
-    inputs, sweeps = {}, {}
+    inputs, sweeps, integers = {}, {}, {}
     for name, value in spec.inputs.items():
         # a bad name is reported alone: every formula and impl is read against the names
         if not name.isidentifier() or name in formula.FUNCTIONS or name in formula.CONSTANTS:
@@ -242,6 +255,8 @@ def loads(text: str, file: str, max_elements: int = DEFAULT_MAX_ELEMENTS) -> Cas
             elif is_sweep(value):
                 sweeps[name] = sweep(value, max_elements)
                 inputs[name] = sweeps[name].values
+            elif is_integer_input(value):
+                integers[name], inputs[name] = integer_input(value, max_elements)
             else:
                 inputs[name] = exact_value(value, max_elements)
         except InputError as e:
@@ -264,10 +279,13 @@ def loads(text: str, file: str, max_elements: int = DEFAULT_MAX_ELEMENTS) -> Cas
         largest = next(iter(sweeps)) if sweeps else max(inputs, key=lambda name: inputs[name].size)
         problems.append(fail(("inputs", largest), f"{points} points x {per_point} input elements make "
                                                   f"{points * per_point}, more than the cap of {max_elements}"))
-    wrt = spec.wrt if spec.wrt is not None else list(spec.inputs)
+    wrt = spec.wrt if spec.wrt is not None else [name for name in spec.inputs if name not in integers]
     for k, name in enumerate(wrt):
         if name not in spec.inputs:
             problems.append(fail(("wrt", k), f"'{name}' names no input (inputs: {', '.join(spec.inputs)})"))
+        elif name in integers:
+            problems.append(fail(("wrt", k), f"'{name}' is an {integers[name]} input: integers are never "
+                                             "differentiated (leave it out of wrt)"))
     for k, name in enumerate(spec.data or []):
         if name not in spec.inputs:
             problems.append(fail(("data", k), f"'{name}' names no input (inputs: {', '.join(spec.inputs)})"))
@@ -283,7 +301,7 @@ def loads(text: str, file: str, max_elements: int = DEFAULT_MAX_ELEMENTS) -> Cas
         if source is None:
             continue
         try:
-            trees[key] = formula.parse(source, set(spec.inputs))
+            trees[key] = _parse_definition(key, source, set(spec.inputs))
         except FormulaError as e:
             col = f" (column {e.col + 1})" if e.col is not None else ""
             problems.append(fail((key,), f"{e}{col}"))
@@ -298,7 +316,20 @@ def loads(text: str, file: str, max_elements: int = DEFAULT_MAX_ELEMENTS) -> Cas
     expect = None if spec.expect is None else expectations.parse(spec.expect, _runs(spec, impls, wrt), fail)
     digest = hashlib.sha256(text.encode()).hexdigest()[:16]
     return Case(spec, file, trees.get("formula"), trees.get("reference", trees.get("formula")), inputs, wrt, digest,
-                dict(data.lines), impls, max_elements, sweeps, expect)
+                dict(data.lines), impls, max_elements, sweeps, expect, integers)
+
+
+def _parse_definition(key: str, source: str, names: set[str]) -> formula.Node:
+    """A formula, or a reference: the formula language, and for a reference also the jax impl allowlist's
+    library calls (`optax.ctc_loss(...)`): JAX traces them and the exact interpreter evaluates what they
+    compute, so a library function whose jaxpr is its mathematical definition can serve as the reference.
+    A reference in the formula language parses exactly as before."""
+    try:
+        return formula.parse(source, names)
+    except FormulaError as e:
+        if key != "reference" or not str(e).startswith("only plain function names can be called"):
+            raise
+    return formula.parse(source, names, impl="jax")
 
 
 def _draws_overflow(spec, value: np.ndarray, dtypes: list[str]) -> tuple[str, float] | None:

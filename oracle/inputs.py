@@ -16,7 +16,7 @@ from fractions import Fraction
 import mpmath
 import numpy as np
 
-from oracle.floats import fmt, ordinal_range, ordinals_to_values
+from oracle.floats import Format, fmt, ordinal_range, ordinals_to_values, round_array
 
 GENERATORS = ("eye", "diag", "fill", "linspace", "logspace", "normal", "uniform")
 _HEX = re.compile(r"^([+-]?)0x([0-9a-f]*)(?:\.([0-9a-f]*))?p([+-]?[0-9]+)$")
@@ -273,6 +273,50 @@ def sweep(spec: dict, max_elements: int) -> Sweep:
 def is_sweep(spec) -> bool:
     """Does an input spec sweep (rather than give one value)?"""
     return isinstance(spec, dict) and "sweep" in spec
+
+
+INTEGER_DTYPES = {"int32": 32, "int64": 64}  # an integer input's dtype -> its width (two's complement)
+
+
+def is_integer_input(spec) -> bool:
+    """Does an input spec declare integers (`{int32: [[1, 2, 1]]}`: labels, lengths), rather than floats?"""
+    return isinstance(spec, dict) and len(spec) == 1 and next(iter(spec)) in INTEGER_DTYPES
+
+
+def integer_input(spec: dict, max_elements: int) -> tuple[str, np.ndarray]:
+    """`{int32: value}` or `{int64: value}`: (dtype, exact values), the value a number, a nested list or a
+    generator whose every element is an integer within the dtype's range. Such an input reaches every
+    framework as an integer tensor and the reference exactly; it is never differentiated nor perturbed."""
+    dtype, body = next(iter(spec.items()))
+    if isinstance(body, dict) and ("sweep" in body or "search" in body or is_integer_input(body)):
+        raise InputError(f"{dtype} takes a number, a nested list or a generator ({', '.join(GENERATORS)}); "
+                         "integer inputs cannot sweep or be searched", (dtype,))
+    try:
+        values = exact_value(body, max_elements)
+    except InputError as e:
+        raise InputError(str(e), (dtype, *e.path)) from None
+    bound = 2 ** (INTEGER_DTYPES[dtype] - 1)
+    for index, v in np.ndenumerate(values):
+        if not (isinstance(v, Fraction) and v.denominator == 1):
+            where = f" at {list(index)}" if index else ""
+            raise InputError(f"{dtype} input{where}: {_text(v)} is not an integer", (dtype,))
+        if not -bound <= v < bound:
+            where = f" at {list(index)}" if index else ""
+            raise InputError(f"{dtype} input{where}: {v} is outside {dtype}'s range [-2**{INTEGER_DTYPES[dtype] - 1}, "
+                             f"2**{INTEGER_DTYPES[dtype] - 1})", (dtype,))
+    return dtype, values
+
+
+def _text(v) -> str:
+    return str(float(v)) if isinstance(v, Fraction) else str(v)
+
+
+def round_inputs(exact: dict[str, np.ndarray], f: Format, integers: dict[str, str] | None = None) -> dict[str, np.ndarray]:
+    """Each exact input rounded once to `f` (a Format), except the integer inputs (`integers`: name -> dtype),
+    which become integer arrays of their own dtype, exactly."""
+    integers = integers or {}
+    return {name: np.array([int(v) for v in value.ravel()], dtype=integers[name]).reshape(value.shape)
+            if name in integers else round_array(value, f) for name, value in exact.items()}
 
 
 def all_integers(values: np.ndarray) -> bool:

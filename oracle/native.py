@@ -80,7 +80,7 @@ TF = frozenset(
     | _group("tf.nn", """
         elu gelu l2_loss l2_normalize leaky_relu log_poisson_loss log_softmax moments relu relu6 selu sigmoid
         sigmoid_cross_entropy_with_logits silu softmax softmax_cross_entropy_with_logits softplus softsign
-        sparse_softmax_cross_entropy_with_logits swish tanh weighted_cross_entropy_with_logits""")
+        sparse_softmax_cross_entropy_with_logits swish tanh weighted_cross_entropy_with_logits ctc_loss""")
     | _group("tf.linalg", """
         adjoint band_part cholesky cholesky_solve cross det diag_part eigh eigvalsh expm inv l2_normalize logdet
         lstsq matmul matrix_transpose matvec norm normalize pinv qr slogdet solve sqrtm svd trace
@@ -117,7 +117,7 @@ TORCH = frozenset(
         cross_entropy elu gaussian_nll_loss gelu hardsigmoid hardswish hardtanh hinge_embedding_loss huber_loss
         kl_div l1_loss leaky_relu log_softmax logsigmoid margin_ranking_loss mish mse_loss
         multilabel_soft_margin_loss nll_loss normalize pairwise_distance poisson_nll_loss relu relu6 selu sigmoid
-        silu smooth_l1_loss soft_margin_loss softmax softmin softplus softshrink softsign tanh tanhshrink
+        silu smooth_l1_loss soft_margin_loss softmax softmin softplus softshrink softsign tanh tanhshrink ctc_loss
         triplet_margin_loss""")
     | _group("torch.linalg", """
         cholesky cholesky_ex cond cross det diagonal eigh eigvalsh inv inv_ex lstsq matmul matrix_exp matrix_norm
@@ -171,13 +171,13 @@ JAX = frozenset(
     | _group("optax", """
         convex_kl_divergence cosine_distance cosine_similarity hinge_loss huber_loss kl_divergence l2_loss
         log_cosh safe_softmax_cross_entropy sigmoid_binary_cross_entropy sigmoid_focal_loss
-        softmax_cross_entropy softmax_cross_entropy_with_integer_labels squared_error""")
+        softmax_cross_entropy softmax_cross_entropy_with_integer_labels squared_error ctc_loss""")
     | _group("optax.losses", """
         convex_kl_divergence cosine_distance cosine_similarity generalized_kl_divergence hinge_loss huber_loss
         kl_divergence kl_divergence_with_log_targets l2_loss log_cosh multiclass_hinge_loss
         multiclass_perceptron_loss multiclass_sparsemax_loss perceptron_loss poly_loss_cross_entropy
         safe_softmax_cross_entropy sigmoid_binary_cross_entropy sigmoid_focal_loss smooth_labels
-        softmax_cross_entropy softmax_cross_entropy_with_integer_labels sparsemax_loss squared_error""")
+        softmax_cross_entropy softmax_cross_entropy_with_integer_labels sparsemax_loss squared_error ctc_loss""")
 )
 
 PATHS: dict[str, frozenset[str]] = {"tf": TF, "torch": TORCH, "jax": JAX}

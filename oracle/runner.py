@@ -13,7 +13,7 @@ import numpy as np
 from oracle import __version__, budget, compare, formula, reference, report, rewrites, shadow, sweep, traces
 from oracle.case import Case
 from oracle.classify import Evidence
-from oracle.floats import Format, error_bits, fmt, round_array, ulps
+from oracle.floats import Format, error_bits, fmt, ulps
 from oracle.frameworks import evaluate, native_ops, subnormal_mode, versions
 from oracle.frameworks import jax as jax_backend
 from oracle.reference import START_PRECISION
@@ -42,12 +42,12 @@ def run_case(case: Case, frameworks: list[str] | None = None, dtypes: list[str] 
     batched = bool(case.sweeps)
     exact_inputs = case.batched_inputs()
     program = trace(case.reference, {name: value.shape for name, value in exact_inputs.items()}, case.wrt,
-                    batched=batched)
+                    batched=batched, integers=case.integers)
     results, references, series, swept = [], {}, [], {}
     for dtype in dtypes:
         budget.check()  # the case's own deadline, at a point where no framework is half way through anything
         f = fmt(dtype)
-        inputs = {name: round_array(value, f) for name, value in exact_inputs.items()}
+        inputs = case.rounded(f, exact_inputs)  # integer inputs stay integers
         swept[dtype] = {name: inputs[name] for name in case.sweeps}
         ref = _reference(program, inputs, f, max_precision)
         precision = ref.precision
@@ -196,7 +196,7 @@ def _exact(case: Case, tree: formula.Node, inputs: dict, f: Format, cap: int) ->
     reference; None where the interpreter cannot run it."""
     try:
         program = trace(tree, {n: v.shape for n, v in inputs.items()}, case.wrt,
-                        ops={**jax_backend.OPS, **native_ops("jax")}, batched=bool(case.sweeps))
+                        ops={**jax_backend.OPS, **native_ops("jax")}, batched=bool(case.sweeps), integers=case.integers)
         exact, _ = budget.attempt(EXACT_PART, lambda: reference.compute(program, inputs, f, cap=cap, diff_limit=0),
                                   share=0.5)
         return exact
@@ -214,7 +214,8 @@ def _float64(case: Case, tree: formula.Node, framework: str, inputs: dict, f: Fo
     if f.width >= 64:
         return None
     wide = fmt("float64")
-    run = evaluate(tree, framework, {n: v.astype(wide.numpy) for n, v in inputs.items()}, case.wrt, wide,
+    run = evaluate(tree, framework, {n: v if n in case.integers else v.astype(wide.numpy) for n, v in inputs.items()},
+                   case.wrt, wide,
                    case.max_elements, bool(case.sweeps))
     if run.error is not None:
         return None
@@ -264,8 +265,10 @@ def check_shapes(case: Case) -> None:
     One abstract JAX trace (nothing is computed or allocated) answers both. Impls are
     not traced here (that would import their frameworks): each is traced without
     running just before it runs (`frameworks.evaluate`)."""
-    avals = {name: jax.ShapeDtypeStruct(shape, jnp.float32) for name, shape in case.shapes.items()}
-    ops = {**formula.OPERATORS, **jax_backend.OPS, "constant": lambda v: jnp.float32(0)}
+    avals = {name: jax.ShapeDtypeStruct(shape, jnp.dtype(case.integers.get(name, "float32")))
+             for name, shape in case.shapes.items()}
+    ops = {**formula.OPERATORS, **jax_backend.OPS, **native_ops("jax"),  # a reference may call jax library code
+           "constant": lambda v: jnp.float32(0)}
     for field in ("formula", "reference"):
         tree = getattr(case, field)
         if tree is None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from oracle.case import Case
-from oracle.floats import Format, fmt, round_array, to_ordinals
+from oracle.floats import Format, fmt, to_ordinals
 from oracle.frameworks import evaluate
 
 BUCKET = 64  # candidate counts are padded to a multiple: JAX compiles once per shape, not once per batch
@@ -45,7 +45,8 @@ class Screen:
             else:
                 inputs[name] = np.stack([self.fixed[name]] * padded)
         wide = fmt("float64")
-        truth = evaluate(self.case.reference, "jax", {k: v.astype(wide.numpy) for k, v in inputs.items()},
+        truth = evaluate(self.case.reference, "jax", {k: v if k in self.case.integers else v.astype(wide.numpy)
+                                                      for k, v in inputs.items()},
                          self.case.wrt, wide, batched=True)
         exact = None if truth.error else [truth.value] + [truth.grads[n_] for n_ in self.case.wrt]
         out = {}
@@ -99,5 +100,5 @@ def returned(cls: str) -> str:
 
 
 def fixed_inputs(case: Case, f: Format, searched: list[str]) -> dict[str, np.ndarray]:
-    """The inputs the hunt does not search, rounded once to the dtype."""
-    return {name: round_array(value, f) for name, value in case.inputs.items() if name not in searched}
+    """The inputs the hunt does not search, rounded once to the dtype (integer inputs stay integers)."""
+    return case.rounded(f, {name: value for name, value in case.inputs.items() if name not in searched})

@@ -298,11 +298,14 @@ def run(tree: formula.Node, inputs: dict[str, np.ndarray], wrt: list[str], f: Fo
         return jax.named_scope(f"{_SCOPE}{len(texts) - 1}")
 
     with jax.enable_x64(f.width == 64):
+        integers = reference_program.integer_dtypes(inputs)  # labels, lengths: integer tensors, as every framework gets them
         program = reference_program.trace(tree, {n: np.shape(v) for n, v in inputs.items()}, wrt,
                                           ops={**jax_backend.OPS, **native_ops("jax"), "scope": scope},
-                                          batched=batched)
-        closed = jax.make_jaxpr(program.function)(*[jax.ShapeDtypeStruct(a.shape, f.numpy) for a in program.avals])
-        floats = [np.asarray(inputs[n], dtype=f.numpy) for n in program.input_names]
+                                          batched=batched, integers=integers)
+        closed = jax.make_jaxpr(program.function)(*[jax.ShapeDtypeStruct(a.shape, a.dtype if a.dtype.kind in "iu"
+                                                                         else f.numpy) for a in program.avals])
+        floats = [np.asarray(inputs[n], dtype=inputs[n].dtype if n in integers else f.numpy)
+                  for n in program.input_names]
         floats += [np.asarray(rounded_constant(c, f), dtype=f.numpy) for c in program.constants]
         replay = _Replay(threshold_bits, texts)
         with mp.workprec(prec):

@@ -530,7 +530,9 @@ def _truncate(v) -> int:
 
 
 def inputs(x: np.ndarray) -> np.ndarray:
-    """Exact balls of a numpy float array."""
+    """Exact balls of a numpy float array; an integer array (an integer input) stays as it is."""
+    if np.asarray(x).dtype.kind in "biu":
+        return np.asarray(x)
     return np.asarray(_ufunc(lambda v: arb(float(v)) if v == v else NAN, 1)(np.asarray(x, dtype=np.float64)),
                       dtype=object).reshape(np.shape(x))
 

@@ -60,8 +60,8 @@ def condition_numbers(program: Program, inputs: dict[str, np.ndarray], prec: int
     exact = [to_mp(inputs[name]) for name in program.input_names]
     points = program.avals[0].shape[0] if program.batched else 1
     rows = np.concatenate([x.reshape(points, -1) for x in exact], axis=1)  # each point's scalar inputs
-    measured = np.concatenate([np.full(x.size // points, over is None or name in over, dtype=bool)
-                               for name, x in zip(program.input_names, exact)])
+    measured = np.concatenate([np.full(x.size // points, (over is None or name in over) and x.dtype == object,
+                                       dtype=bool) for name, x in zip(program.input_names, exact)])
     if not all(mpmath.isfinite(v) for v in rows[:, measured].ravel()):
         undefined = [np.full(a.shape, mpmath.mpf("nan"), dtype=object) for a in program.full.out_avals]
         return Condition(undefined, [np.ones(a.shape, dtype=bool) for a in program.full.out_avals],
@@ -99,7 +99,8 @@ def _kappa(program: Program, jaxpr, exact: list[np.ndarray], rows: np.ndarray, a
         tangents, start = [], 0
         for x in exact:
             size = x.size // rows.shape[0]
-            tangents.append(directions[:, :, start:start + size].reshape(len(directions), *x.shape))
+            if x.dtype == object:  # an integer input (labels, lengths) gets no tangent: it is not a real variable
+                tangents.append(directions[:, :, start:start + size].reshape(len(directions), *x.shape))
             start += size
         constants = [np.asarray(exact_constant(c, prec), dtype=object) for c in program.constants]
         outs = Interpreter(strong_zeros=program.strong_zeros).run(jaxpr, exact + constants + tangents)
@@ -116,16 +117,24 @@ def _kappa(program: Program, jaxpr, exact: list[np.ndarray], rows: np.ndarray, a
 
 
 def _jvp_jaxpr(program: Program, batch: int):
-    """(inputs, constants, tangents with a leading batch axis) -> [*outputs, *batched output tangents]."""
+    """(inputs, constants, tangents with a leading batch axis) -> [*outputs, *batched output tangents].
+    Integer inputs (labels, lengths) get no tangent: they are held fixed, like the constants."""
     count = len(program.input_names)
+    real = [k for k, a in enumerate(program.avals[:count]) if a.dtype.kind == "f"]
 
     def batched_jvp(*args):
         inputs, constants, tangents = args[:count], args[count:len(program.avals)], args[len(program.avals):]
-        f = lambda *xs: program.function(*xs, *constants)  # constants get no tangent
-        values, columns = jax.vmap(lambda *t: jax.jvp(f, inputs, t), out_axes=(None, 0))(*tangents)
+
+        def f(*xs):  # constants and integer inputs get no tangent
+            full = list(inputs)
+            for k, x in zip(real, xs):
+                full[k] = x
+            return program.function(*full, *constants)
+
+        values, columns = jax.vmap(lambda *t: jax.jvp(f, tuple(inputs[k] for k in real), t), out_axes=(None, 0))(*tangents)
         return [*values, *columns]
 
-    tangent_avals = [jax.ShapeDtypeStruct((batch, *a.shape), a.dtype) for a in program.avals[:count]]
+    tangent_avals = [jax.ShapeDtypeStruct((batch, *program.avals[k].shape), program.avals[k].dtype) for k in real]
     return jax.make_jaxpr(batched_jvp)(*program.avals, *tangent_avals)
 
 

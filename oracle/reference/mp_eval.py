@@ -921,7 +921,10 @@ class Interpreter:
 
 
 def to_mp(x: np.ndarray) -> np.ndarray:
-    """Exact mpf array of a numpy float array (every float16/32/64 value is an mpf)."""
+    """Exact mpf array of a numpy float array (every float16/32/64 value is an mpf); an integer or boolean
+    array (an integer input: labels, lengths) stays as it is, as the interpreter holds integers."""
+    if np.asarray(x).dtype.kind in "biu":
+        return np.asarray(x)
     out = np.empty(np.shape(x), dtype=object)
     with mp.workprec(64):  # >= 53 bits: the conversion is exact
         for index, v in np.ndenumerate(np.asarray(x, dtype=np.float64)):

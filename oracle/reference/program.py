@@ -18,11 +18,13 @@ from fractions import Fraction
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.extend import core as jcore
 from jax.interpreters import ad
 
 from oracle import formula
 from oracle.frameworks import jax as jax_backend
+from oracle.frameworks import native_ops
 from oracle.reference.mp_eval import means_itself
 
 # log|det A| and A^-1 as primitives of their own: the interpreter computes them in mpmath.
@@ -110,15 +112,25 @@ class Program:
     strong_zeros: bool = False
 
 
+def integer_dtypes(inputs: dict[str, np.ndarray]) -> dict[str, str]:
+    """The integer inputs among rounded inputs (name -> dtype): what `trace` takes as `integers`."""
+    return {name: np.asarray(v).dtype.name for name, v in inputs.items() if np.asarray(v).dtype.kind in "iu"}
+
+
 def trace(tree: formula.Node, shapes: dict[str, tuple[int, ...]], wrt: list[str],
-          ops: dict[str, Callable] = EXACT_OPS, batched: bool = False) -> Program:
+          ops: dict[str, Callable] = EXACT_OPS, batched: bool = False, integers: dict[str, str] | None = None) -> Program:
     """Trace `tree` for inputs of the given shapes (dtypes do not matter: values come later).
 
     `ops` is the op table to trace with: the exact definitions for the reference (whose
     gradients are then the mathematical derivative: `Program.strong_zeros`), the JAX
     backend's own table for the shadow execution of what JAX runs (0 * NaN is NaN there).
     `batched`: every input has a leading axis of points (a sweep) and the formula is
-    vmapped over it, so each point's value and gradients are its own, as if run alone."""
+    vmapped over it, so each point's value and gradients are its own, as if run alone.
+    `integers`: the integer inputs (name -> int32/int64), traced at their own dtype (labels, lengths), which
+    the interpreters hold as exact integers; every other input is traced as a float.
+
+    A reference may call the jax impl allowlist's library functions (`optax.ctc_loss`): they are traced
+    like the rest, so what the interpreter evaluates is the library's own jaxpr, exactly."""
     names = list(shapes)
     constants = list(dict.fromkeys(n.value for n in formula.walk(tree)
                                    if isinstance(n, formula.Const) and not inline(n.value)))
@@ -126,7 +138,7 @@ def trace(tree: formula.Node, shapes: dict[str, tuple[int, ...]], wrt: list[str]
     def split(args):
         env = dict(zip(names, args[: len(names)]))
         slots = dict(zip(constants, args[len(names):]))
-        table = {**formula.OPERATORS, **ops,
+        table = {**formula.OPERATORS, **native_ops("jax"), **ops,
                  "constant": lambda v: slots[v] if v in slots else float(v)}  # float(v) is exact here
         return env, table
 
@@ -145,7 +157,8 @@ def trace(tree: formula.Node, shapes: dict[str, tuple[int, ...]], wrt: list[str]
         full, value = jax.vmap(point, in_axes=axes), jax.vmap(point_value, in_axes=axes)
     else:
         full, value = point, point_value
-    avals = [jax.ShapeDtypeStruct(shapes[n], jnp.float32) for n in names]
+    integers = integers or {}
+    avals = [jax.ShapeDtypeStruct(shapes[n], jnp.dtype(integers.get(n, "float32"))) for n in names]
     avals += [jax.ShapeDtypeStruct((), jnp.float32)] * len(constants)
     full_jaxpr = jax.make_jaxpr(full)(*avals)
     if batched:  # each point's own sum: a point's derivative is never read off a sum with other points' values
