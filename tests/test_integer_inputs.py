@@ -1,0 +1,174 @@
+"""Integer inputs (`{int32: ...}`: labels, lengths) and the CTC loss, against independent truth.
+
+Truth for CTC: the definition itself, enumerated: the loss is -log of the sum, over every alignment
+pi in {0..K-1}^T that collapses (merge repeats, then drop blanks) to the labels, of prod_t softmax(x_t)[pi_t],
+in mpmath at 256 bits; its gradient is checked against mpmath.diff of that sum (a central difference at
+256 bits), so neither the loss nor its gradient comes from the code under test.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import mpmath
+import numpy as np
+import pytest
+from mpmath import mp
+
+from oracle import reference
+from oracle.case import CaseError, loads
+from oracle.floats import fmt
+from oracle.reference.program import trace
+
+F32 = fmt("float32")
+TRUTH_BITS = 256
+OPTAX = "optax.ctc_loss(jax.numpy.transpose(x, (1, 0, 2)), logit_paddings, labels, label_paddings)"
+
+
+def ctc_case(logits: list, labels: list[int], extra: str = "", wrt: str = "wrt: [x]") -> str:
+    """A one-sequence CTC case: logits [T][K] (time-major, batch 1), the reference optax.ctc_loss."""
+    x = [[row] for row in logits]
+    extra = extra or f"impl: {{jax: '{OPTAX}'}}\n"
+    return f"""\
+id: ctc-tiny
+title: tiny CTC
+kind: loss
+inputs:
+  x: {x}
+  labels: {{int32: [{labels}]}}
+  logit_paddings: [{[0] * len(logits)}]
+  label_paddings: [{[0] * len(labels)}]
+{wrt}
+{extra}reference: {OPTAX}
+"""
+
+
+def collapse(path: tuple[int, ...], blank: int = 0) -> list[int]:
+    merged = [p for k, p in enumerate(path) if k == 0 or p != path[k - 1]]
+    return [p for p in merged if p != blank]
+
+
+def ctc_probability(logits, labels: list[int]):
+    """Sum over alignments of the product of per-frame softmax probabilities (mpmath, current precision)."""
+    rows = [[mpmath.mpf(v) for v in row] for row in logits]
+    probs = []
+    for row in rows:
+        total = mpmath.fsum(mpmath.exp(v) for v in row)
+        probs.append([mpmath.exp(v) / total for v in row])
+    k = len(rows[0])
+    return mpmath.fsum(mpmath.fprod(probs[t][p] for t, p in enumerate(path))
+                       for path in itertools.product(range(k), repeat=len(rows)) if collapse(path) == labels)
+
+
+def ctc_truth(logits, labels: list[int]):
+    """(loss, gradient [T][K]) of the enumerated definition at TRUTH_BITS."""
+    with mp.workprec(TRUTH_BITS):
+        flat = [mpmath.mpf(float(v)) for row in logits for v in row]
+        shape = (len(logits), len(logits[0]))
+
+        def loss(*values):
+            return -mpmath.log(ctc_probability(np.reshape(np.array(values, dtype=object), shape).tolist(), labels))
+
+        value = loss(*flat)
+        gradient = []
+        for j in range(len(flat)):
+            gradient.append(mpmath.diff(lambda v: loss(*flat[:j], v, *flat[j + 1:]), flat[j]))
+        return value, np.reshape(np.array(gradient, dtype=object), shape)
+
+
+def certified(text: str):
+    case = loads(text, "ctc.yaml")
+    inputs = case.rounded(F32)
+    program = trace(case.reference, {n: v.shape for n, v in inputs.items()}, case.wrt, integers=case.integers)
+    return case, inputs, reference.compute(program, inputs, F32)
+
+
+TINY = [  # (logits [T][K], labels): T = 2..3, K = 2..3, blank 0
+    ([[0.5, -1.0, 2.0], [0.25, 1.5, -0.5], [1.0, 0.0, 0.75]], [1, 2]),
+    ([[0.5, -1.0, 2.0], [0.25, 1.5, -0.5], [1.0, 0.0, 0.75]], [1, 1]),  # a repeat needs a blank between
+    ([[0.5, -1.0, 2.0], [0.25, 1.5, -0.5], [1.0, 0.0, 0.75]], [2]),
+    ([[1.5, -0.25], [-2.0, 0.75]], [1]),
+]
+
+
+@pytest.mark.parametrize("logits, labels", TINY)
+def test_ctc_reference_is_the_enumerated_definition(logits, labels):
+    case, inputs, ref = certified(ctc_case(logits, labels))
+    assert inputs["labels"].dtype == np.int32 and case.integers == {"labels": "int32"}
+    value, gradient = ctc_truth(inputs["x"][:, 0, :].tolist(), labels)
+    out = {o.name: o for o in ref.outputs}
+    assert ref.engine == "arb" and out["value"].certified.all() and out["grad.x"].certified.all()
+    assert out["value"].rounded[0] == np.float32(float(value))  # correctly rounded, certified
+    np.testing.assert_array_equal(out["grad.x"].rounded[:, 0, :],
+                                  np.vectorize(lambda v: np.float32(float(v)))(gradient).astype(np.float32))
+    with mp.workprec(TRUTH_BITS):  # the exact values too, far below a float's last bit
+        assert abs(out["value"].exact[0] - value) <= abs(value) * mpmath.mpf(2) ** -60
+
+
+def test_infeasible_labels_show_optax_log_epsilon():
+    """Labels [1, 1] cannot fit 2 frames (a repeat needs a blank between): the CTC probability is 0, the loss
+    +inf. optax writes log 0 as log_epsilon = -1e5, so its definition, exactly evaluated, is finite: 1e5 (one
+    forbidden transition paid) minus the log of the weights of the paths that pay it. Where this library
+    constant enters, the reference is what the traced library means, not the mathematical CTC (README)."""
+    logits = [[1.5, -0.25], [-2.0, 0.75]]
+    with mp.workprec(TRUTH_BITS):
+        assert ctc_probability(logits, [1, 1]) == 0
+    _, _, ref = certified(ctc_case(logits, [1, 1]))
+    value = ref.outputs[0].exact[0]
+    assert ref.outputs[0].certified.all() and abs(value - 100000) < 10
+
+
+def test_integer_inputs_reach_frameworks_as_integers():
+    """Each framework's CTC gets integer labels and lengths and comes within float32's accuracy of the enumerated
+    loss (TensorFlow's dense ctc_loss multiplies by a float32 tensor inside, so it refuses float64 logits)."""
+    from oracle.runner import run_case
+
+    logits, labels = TINY[1]
+    text = ctc_case(logits, labels, extra=(
+        "impl:\n"
+        "  torch: torch.nn.functional.ctc_loss(torch.nn.functional.log_softmax(x, dim=-1), labels, n_frames, "
+        "n_labels, reduction=\"none\")\n"
+        "  tf: tf.nn.ctc_loss(labels, x, n_labels, n_frames, logits_time_major=True, blank_index=0)\n"
+        f"  jax: {OPTAX}\n"
+        "dtypes: [float32]\n"))
+    text = text.replace("  label_paddings:", "  n_frames: {int32: [3]}\n  n_labels: {int64: [2]}\n  label_paddings:")
+    case = loads(text, "ctc.yaml")
+    assert case.integers == {"labels": "int32", "n_frames": "int32", "n_labels": "int64"}
+    assert case.wrt == ["x"] and set(case.integers) <= set(case.data_inputs)
+    result = run_case(case)
+    value, _ = ctc_truth(logits, labels)
+    rows = {(r["framework"], r["output"]): r for r in result["results"]}
+    assert {fw for fw, _ in rows} == {"tf", "torch", "jax"}
+    for fw in ("tf", "torch", "jax"):
+        assert abs(float(rows[fw, "value"]["got"]) - float(value)) < 4e-6 * float(value), rows[fw, "value"]
+    condition = result["reference"]["float32"]["condition"]
+    assert "8 input directions, not over the data inputs labels, logit_paddings, n_frames, n_labels, label_paddings" in condition
+
+
+@pytest.mark.parametrize("change, field, message", [
+    ("wrt: [x, labels]", "wrt.1", "'labels' is an int32 input: integers are never differentiated"),
+    ("labels: {int32: [[1, 2.5]]}", "inputs.labels.int32", "2.5 is not an integer"),
+    ("labels: {int32: [[1, 3000000000]]}", "inputs.labels.int32", "outside int32's range"),
+    ("labels: {int32: {sweep: {linspace: [0, 3, 4]}}}", "inputs.labels.int32", "integer inputs cannot sweep"),
+    ("labels: {int16: [[1, 2]]}", "inputs.labels", "exactly one of"),
+])
+def test_integer_input_refusals_name_file_field_and_line(change, field, message):
+    logits, labels = TINY[0]
+    text = ctc_case(logits, labels)
+    if change.startswith("wrt"):
+        text = text.replace("wrt: [x]", change)
+    else:
+        text = text.replace("  labels: {int32: [[1, 2]]}", "  " + change)
+    with pytest.raises(CaseError) as error:
+        loads(text, "bad.yaml")
+    line = next(k for k, row in enumerate(text.splitlines(), 1) if row.strip().startswith(change.split(":")[0]))
+    assert error.value.field == field and error.value.line == line and message in error.value.message, error.value
+
+
+def test_integer_inputs_default_out_of_wrt_and_plain_references_unchanged():
+    text = ctc_case(*TINY[0], wrt="")
+    case = loads(text, "ctc.yaml")
+    assert case.wrt == ["x", "logit_paddings", "label_paddings"]  # every input but the integers
+    plain = loads("id: a\ntitle: t\nkind: loss\ninputs: {x: 1.0, n: 3}\nformula: n * x\n", "a.yaml")
+    assert plain.integers == {} and plain.wrt == ["x", "n"]
+    assert plain.rounded(F32)["n"].dtype == np.float32  # an integer-valued float input stays a float
