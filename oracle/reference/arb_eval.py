@@ -91,8 +91,9 @@ def from_mpf(x):
         return NAN
     if mpmath.isinf(x):
         return POS_INF if x > 0 else NEG_INF
-    man, exp = x.man_exp
-    return arb(int(man)) * arb(2) ** int(exp) if man else ZERO
+    sign_, man, exp, _ = x._mpf_  # mpf.man_exp drops the sign: -1 would become +1
+    ball = arb(int(man)) * arb(2) ** int(exp) if man else ZERO
+    return -ball if sign_ else ball
 
 
 def sign(x) -> int:
@@ -307,6 +308,46 @@ def _floor(x):
     return x.floor()
 
 
+def _closed_domain(fn, lo, hi):
+    """fn on the closed interval [lo, hi] (asin, acos, acosh), NaN certainly outside, Undecided across an end."""
+    def rule(x):
+        if (lo is None or x >= lo) and (hi is None or x <= hi):
+            return fn(x)
+        if (lo is not None and x < lo) or (hi is not None and x > hi):
+            return NAN
+        raise Undecided("a ball across a domain boundary")
+    return rule
+
+
+def _atanh(x):
+    """atanh on (-1, 1), +-inf at exactly +-1 (mp_eval's edge), NaN beyond."""
+    if x > -1 and x < 1:
+        return x.atanh()
+    if exact(x) and abs(x) == 1:
+        return POS_INF if x > 0 else NEG_INF
+    if x < -1 or x > 1:
+        return NAN
+    raise Undecided("atanh of a ball around +-1")
+
+
+def _rem(x, y):
+    """C's fmod (lax.rem), x - trunc(x / y) y: continuous except where x / y crosses a nonzero integer, where
+    it jumps by y. Exact operands take mp_eval's exact rule; a ball whose quotient straddles such an integer
+    is Undecided (the precision rises until it does not, or the mpmath engine decides)."""
+    if y.is_zero():
+        return NAN
+    if 0 in y:
+        raise Undecided("rem by a ball around 0")
+    if exact(x) and exact(y):
+        return from_mpf(mp_eval._rem(to_mpf(x), to_mpf(y)))
+    if abs(x) < abs(y):
+        return x
+    whole = {_truncate(e) for e in map(from_mpf, endpoints(x / y))}
+    if len(whole) > 1:
+        raise Undecided("rem where the quotient straddles an integer")
+    return x - whole.pop() * y
+
+
 FINITE_UNARY = {
     "neg": operator.neg, "abs": abs, "sign": _float_sign, "exp": lambda x: x.exp(), "exp2": lambda x: arb(2) ** x,
     "log": _positive_domain(lambda x: x.log(), NEG_INF), "log1p": _log1p, "expm1": lambda x: x.expm1(),
@@ -317,12 +358,16 @@ FINITE_UNARY = {
     "tan": lambda x: x.tan(), "erf": lambda x: x.erf(), "erfc": _erfc, "lgamma": _lgamma,
     "digamma": _digamma, "square": lambda x: x ** 2, "floor": _floor, "ceil": lambda x: x.ceil(),
     "bessel_i0e": lambda x: abs(x).bessel_i(0, scaled=True), "bessel_i1e": _odd_scaled_i1, "erf_inv": _erf_inv,
+    "sinh": lambda x: x.sinh(), "cosh": lambda x: x.cosh(), "asinh": lambda x: x.asinh(), "atan": lambda x: x.atan(),
+    "asin": _closed_domain(lambda x: x.asin(), -1, 1), "acos": _closed_domain(lambda x: x.acos(), -1, 1),
+    "acosh": _closed_domain(lambda x: x.acosh(), 1, None), "atanh": _atanh,
 }
 FINITE_BINARY = {
     "div": _div, "pow": _pow, "max": _max, "min": _min, "atan2": lambda y, x: arb.atan2(y, x),
     "polygamma": _polygamma,
     "igamma": _gamma_args(lambda a, x: ZERO if x is None else x.gamma_lower(a, 1)),
     "igammac": _gamma_args(lambda a, x: ONE if x is None else x.gamma_upper(a, 1)),
+    "rem": _rem,
 }
 UNARY = {name: _ufunc(_at_specials(name, fn), 1) for name, fn in FINITE_UNARY.items()}
 BINARY = {name: _ufunc(fn if name in ("max", "min") else _at_specials(name, fn), 2) for name, fn in FINITE_BINARY.items()}
@@ -451,9 +496,49 @@ class BallInterpreter(mp_eval.Interpreter):
         return out
 
     def p_argmax(self, x, axes, index_dtype, **_):
-        raise UnsupportedPrimitive("argmax")
+        return self._arg_extreme(x, axes[0], index_dtype, operator.gt, operator.ge)
 
-    p_argmin = p_argmax
+    def p_argmin(self, x, axes, index_dtype, **_):
+        return self._arg_extreme(x, axes[0], index_dtype, operator.lt, operator.le)
+
+    def _arg_extreme(self, x, axis, index_dtype, beats, ties):
+        """The first index of the extreme along `axis`, decided: the winner certainly beats every ball before it
+        and certainly beats or exactly ties every ball after it (an exact tie goes to the first, as in XLA);
+        Undecided when no ball is certain. A NaN (which XLA's argmax picks) takes mp_eval's rule."""
+        if not mp_eval._is_float(x):
+            return super().p_argmax(x, [axis], index_dtype) if beats is operator.gt else \
+                super().p_argmin(x, [axis], index_dtype)
+        if any(v.is_nan() for v in x.ravel()):
+            raise UnsupportedPrimitive("argmax/argmin of a NaN")
+        moved = np.moveaxis(x, axis, -1)
+        out = np.empty(moved.shape[:-1], dtype=index_dtype)
+        for index in np.ndindex(out.shape):
+            row = moved[index]
+            winner = next((i for i, v in enumerate(row)
+                           if all(beats(v, w) for w in row[:i])
+                           and all(beats(v, w) or (ties(v, w) and exact(v) and exact(w) and v == w) for w in row[i + 1:])),
+                          None)
+            if winner is None:
+                raise Undecided("argmax/argmin of overlapping balls")
+            out[index] = winner
+        return out
+
+    def p_round(self, x, rounding_method, **_):
+        return np.asarray(_ufunc(lambda v: _round(v, int(rounding_method) == 0), 1)(x), dtype=object)
+
+    def p_cummax(self, x, axis, reverse, **_):
+        return self._cumulative(x, axis, reverse, BINARY["max"] if mp_eval._is_float(x) else np.maximum)
+
+    def p_cummin(self, x, axis, reverse, **_):
+        return self._cumulative(x, axis, reverse, BINARY["min"] if mp_eval._is_float(x) else np.minimum)
+
+    def p_scatter_max(self, operand, indices, updates, **params):
+        return mp_eval.indexing.scatter(BINARY["max"] if mp_eval._is_float(operand) else np.maximum, operand, indices,
+                                        updates, **params)
+
+    def p_scatter_min(self, operand, indices, updates, **params):
+        return mp_eval.indexing.scatter(BINARY["min"] if mp_eval._is_float(operand) else np.minimum, operand, indices,
+                                        updates, **params)
 
     def _substitute(self, t, b, lower: bool, unit: bool) -> np.ndarray:
         """The exact solution's enclosure, by Arb's certified solver (the triangle's zeros are exact); the
@@ -520,10 +605,24 @@ def _solve(t: np.ndarray, b: np.ndarray) -> np.ndarray:
     return out[:, 0] if vector else out
 
 
+def _round(x, away: bool):
+    """lax.round of a ball: rounding to an integer is monotone, so when both endpoints round to one integer every
+    point between does; a ball across a half-integer (where it jumps) is Undecided. NaN and infinities pass."""
+    if special(x):
+        return x
+    values = set()
+    for e in endpoints(x):  # an endpoint may carry more bits than mpmath's working precision: keep them all
+        with mp.workprec(max(mp.prec, e._mpf_[3] + 8)):
+            values.add(mp_eval._round(e, away))
+    if len(values) > 1:
+        raise Undecided("round of a ball across a half-integer")
+    return from_mpf(values.pop())
+
+
 def _truncate(v) -> int:
     if not v.is_finite():
         return 0
-    ends = {int(mpmath.floor(abs(e))) * (1 if e >= 0 else -1) for e in endpoints(v)}
+    ends = {int(e) for e in endpoints(v)}  # int() truncates an mpf exactly (abs() would round it to mp.prec)
     if len(ends) > 1:
         raise Undecided("conversion to an integer of a ball around an integer boundary")
     return ends.pop()
