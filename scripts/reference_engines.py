@@ -26,7 +26,7 @@ def _same(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def main(paths: list[str]) -> None:
     from oracle import reference
     from oracle.case import load_all
-    from oracle.floats import fmt, round_array
+    from oracle.floats import fmt
     from oracle.reference.program import trace
 
     cases, errors = load_all(paths or [str(ROOT / "cases")])
@@ -36,10 +36,10 @@ def main(paths: list[str]) -> None:
     for case in cases:
         exact_inputs = case.batched_inputs()
         program = trace(case.reference, {n: v.shape for n, v in exact_inputs.items()}, case.wrt,
-                        batched=bool(case.sweeps))
+                        batched=bool(case.sweeps), integers=case.integers)
         for dtype in case.spec.dtypes:
             f = fmt(dtype)
-            inputs = {n: round_array(v, f) for n, v in exact_inputs.items()}
+            inputs = case.rounded(f, exact_inputs)
             start = time.perf_counter()
             old = reference._compute(program, inputs, f, reference.START_PRECISION, reference.MAX_PRECISION,
                                      reference.DIFF_LIMIT)
