@@ -189,3 +189,21 @@ def test_conversion_to_an_integer_of_a_ball_across_an_integer_is_undecided():
         assert arb_eval._truncate(arb(-3.75)) == -3 and arb_eval._truncate(arb("3.5 +/- 1e-10")) == 3
         with pytest.raises(Undecided):
             arb_eval._truncate(arb("4 +/- 1e-30"))
+
+
+def test_atan_at_the_infinities_is_decided_by_the_balls():
+    """atan(+-inf) = +-pi/2 is not an integer limit: certified by the balls, not by running to the cap."""
+    ref = reference.compute(program_of(jnp.arctan, (3,)), {"x": np.array([np.inf, -np.inf, 1.0], np.float32)}, F32)
+    assert ref.engine == "arb"
+    with mp.workprec(512):
+        want = [float(mp.pi / 2), float(-mp.pi / 2), float(mp.pi / 4)]
+    np.testing.assert_array_equal(ref.outputs[0].rounded, np.array(want, np.float32))
+
+
+@pytest.mark.parametrize("fn, x, why", [
+    (lambda a: jnp.linalg.eigh(a + a.T)[0], np.array([[2.0, 0.5], [0.25, 1.0]], np.float32), "eigh"),
+    (lambda a: jnp.argmax(a).astype(jnp.float32), np.array([1.0, np.nan, 2.0], np.float32), "argmax/argmin of a NaN"),
+])
+def test_primitives_without_a_ball_rule_fall_back_by_name(fn, x, why):
+    ref = reference.compute(program_of(fn, x.shape), {"x": x}, F32)
+    assert ref.engine == "mpmath-agreement" and f"unsupported primitive '{why}" in ref.second_opinion

@@ -372,6 +372,19 @@ FINITE_BINARY = {
 UNARY = {name: _ufunc(_at_specials(name, fn), 1) for name, fn in FINITE_UNARY.items()}
 BINARY = {name: _ufunc(fn if name in ("max", "min") else _at_specials(name, fn), 2) for name, fn in FINITE_BINARY.items()}
 BETA = _ufunc(_at_specials("regularized_incomplete_beta", _beta), 3)
+
+
+def _atan_with_limits(rule):
+    """atan's limits at +-inf are +-pi/2, which `_at_specials` (integer limits only) leaves undecided at every
+    precision: here they are exact balls of pi/2."""
+    def atan(x):
+        if infinite(x):
+            return arb.pi() / 2 if x > 0 else -arb.pi() / 2
+        return rule(x)
+    return atan
+
+
+UNARY["atan"] = _ufunc(_atan_with_limits(_at_specials("atan", FINITE_UNARY["atan"])), 1)
 # +, -, * run in numpy's C loop over arb's own operators; the few NaNs they give are then decided
 ARITHMETIC = {"add": np.add, "add_any": np.add, "sub": np.subtract, "mul": np.multiply}
 
@@ -522,6 +535,9 @@ class BallInterpreter(mp_eval.Interpreter):
                 raise Undecided("argmax/argmin of overlapping balls")
             out[index] = winner
         return out
+
+    def p_eigh(self, *_, **__):  # mp_eval's rule runs mpmath's eigsy, which would turn the balls into mpf
+        raise UnsupportedPrimitive("eigh (python-flint has no enclosure of a symmetric matrix's eigenvectors)")
 
     def p_round(self, x, rounding_method, **_):
         return np.asarray(_ufunc(lambda v: _round(v, int(rounding_method) == 0), 1)(x), dtype=object)
