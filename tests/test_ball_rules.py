@@ -202,8 +202,16 @@ def test_atan_at_the_infinities_is_decided_by_the_balls():
 
 @pytest.mark.parametrize("fn, x, why", [
     (lambda a: jnp.linalg.eigh(a + a.T)[0], np.array([[2.0, 0.5], [0.25, 1.0]], np.float32), "eigh"),
-    (lambda a: jnp.argmax(a).astype(jnp.float32), np.array([1.0, np.nan, 2.0], np.float32), "argmax/argmin of a NaN"),
 ])
 def test_primitives_without_a_ball_rule_fall_back_by_name(fn, x, why):
     ref = reference.compute(program_of(fn, x.shape), {"x": x}, F32)
     assert ref.engine == "mpmath-agreement" and f"unsupported primitive '{why}" in ref.second_opinion
+
+
+@pytest.mark.parametrize("fn", [jnp.argmax, jnp.argmin])
+def test_argmax_argmin_pick_the_first_nan_as_jax_does(fn):
+    x = np.array([[1.0, np.nan, -2.0, np.nan], [3.0, 0.5, 4.0, -1.0]], np.float32)
+    ref = reference.compute(program_of(lambda a: fn(a, axis=1).astype(jnp.float32), x.shape), {"x": x}, F32)
+    assert ref.engine == "arb" and "mpmath agrees" in ref.second_opinion  # mp_eval picks the first NaN too
+    np.testing.assert_array_equal(ref.outputs[0].rounded, np.asarray(fn(x, axis=1), np.float32))
+    assert ref.outputs[0].rounded[0] == 1

@@ -517,16 +517,18 @@ class BallInterpreter(mp_eval.Interpreter):
     def _arg_extreme(self, x, axis, index_dtype, beats, ties):
         """The first index of the extreme along `axis`, decided: the winner certainly beats every ball before it
         and certainly beats or exactly ties every ball after it (an exact tie goes to the first, as in XLA);
-        Undecided when no ball is certain. A NaN (which XLA's argmax picks) takes mp_eval's rule."""
+        Undecided when no ball is certain. The first NaN wins, as in XLA."""
         if not mp_eval._is_float(x):
             return super().p_argmax(x, [axis], index_dtype) if beats is operator.gt else \
                 super().p_argmin(x, [axis], index_dtype)
-        if any(v.is_nan() for v in x.ravel()):
-            raise UnsupportedPrimitive("argmax/argmin of a NaN")
         moved = np.moveaxis(x, axis, -1)
         out = np.empty(moved.shape[:-1], dtype=index_dtype)
         for index in np.ndindex(out.shape):
             row = moved[index]
+            nan = [i for i, v in enumerate(row) if v.is_nan()]
+            if nan:  # XLA picks the first NaN (a ball's NaN is decided, never a ball too wide to tell)
+                out[index] = nan[0]
+                continue
             winner = next((i for i, v in enumerate(row)
                            if all(beats(v, w) for w in row[:i])
                            and all(beats(v, w) or (ties(v, w) and exact(v) and exact(w) and v == w) for w in row[i + 1:])),

@@ -698,10 +698,10 @@ class Interpreter:
         return self._cumulative(x, axis, reverse, _ufunc(_min, 2) if _is_float(x) else np.minimum)
 
     def p_argmax(self, x, axes, index_dtype, **_):
-        return np.argmax(x, axis=axes[0]).astype(index_dtype)
+        return _first_nan_or(np.argmax(x, axis=axes[0]), x, axes[0]).astype(index_dtype)
 
     def p_argmin(self, x, axes, index_dtype, **_):
-        return np.argmin(x, axis=axes[0]).astype(index_dtype)
+        return _first_nan_or(np.argmin(x, axis=axes[0]), x, axes[0]).astype(index_dtype)
 
     # ------------------------------------------------------------ linear algebra
 
@@ -918,6 +918,14 @@ class Interpreter:
             lo, hi = subset_by_index
             vectors, values = vectors[..., lo:hi], values[..., lo:hi]
         return [vectors, values]
+
+
+def _first_nan_or(index: np.ndarray, x: np.ndarray, axis: int) -> np.ndarray:
+    """XLA's argmax/argmin pick the first NaN of a slice (numpy's object loop compares, and NaN never wins)."""
+    if not _is_float(x):
+        return index
+    nan = np.asarray(_ufunc(_isnan, 1)(x), dtype=bool)
+    return np.where(nan.any(axis=axis), np.argmax(nan, axis=axis), index)
 
 
 def to_mp(x: np.ndarray) -> np.ndarray:
