@@ -18,6 +18,8 @@ from mpmath import mp
 from oracle import reference
 from oracle.case import CaseError, loads
 from oracle.floats import fmt
+from oracle.frameworks import jax as jax_backend
+from oracle.frameworks import native_ops
 from oracle.reference.program import trace
 
 F32 = fmt("float32")
@@ -105,17 +107,19 @@ def test_ctc_reference_is_the_enumerated_definition(logits, labels):
         assert abs(out["value"].exact[0] - value) <= abs(value) * mpmath.mpf(2) ** -60
 
 
-def test_infeasible_labels_show_optax_log_epsilon():
+def test_infeasible_labels_reference_is_inf_and_optax_log_epsilon_shows():
     """Labels [1, 1] cannot fit 2 frames (a repeat needs a blank between): the CTC probability is 0, the loss
-    +inf. optax writes log 0 as log_epsilon = -1e5, so its definition, exactly evaluated, is finite: 1e5 (one
-    forbidden transition paid) minus the log of the weights of the paths that pay it. Where this library
-    constant enters, the reference is what the traced library means, not the mathematical CTC (README)."""
+    +inf, which the reference certifies. optax's own code writes log 0 as log_epsilon = -1e5: evaluated exactly
+    (as the runner replays JAX's program), it is finite, about 1e5: the library constant, not the mathematics."""
     logits = [[1.5, -0.25], [-2.0, 0.75]]
     with mp.workprec(TRUTH_BITS):
         assert ctc_probability(logits, [1, 1]) == 0
-    _, _, ref = certified(ctc_case(logits, [1, 1]))
-    value = ref.outputs[0].exact[0]
-    assert ref.outputs[0].certified.all() and abs(value - 100000) < 10
+    case, inputs, ref = certified(ctc_case(logits, [1, 1]))
+    assert ref.outputs[0].certified.all() and ref.outputs[0].exact[0] == mpmath.inf
+    own = trace(case.reference, {n: v.shape for n, v in inputs.items()}, case.wrt, integers=case.integers,
+                ops={**jax_backend.OPS, **native_ops("jax")})
+    value = reference.compute(own, inputs, F32, diff_limit=0).outputs[0].exact[0]
+    assert abs(value - 100000) < 10
 
 
 def test_integer_inputs_reach_frameworks_as_integers():
@@ -172,3 +176,31 @@ def test_integer_inputs_default_out_of_wrt_and_plain_references_unchanged():
     plain = loads("id: a\ntitle: t\nkind: loss\ninputs: {x: 1.0, n: 3}\nformula: n * x\n", "a.yaml")
     assert plain.integers == {} and plain.wrt == ["x", "n"]
     assert plain.rounded(F32)["n"].dtype == np.float32  # an integer-valued float input stays a float
+
+
+def test_padded_batch_against_enumeration_per_sequence():
+    """Two sequences: the second has its last frame and its second label padded (optax's conventions)."""
+    logits = [[[0.5, -1.0, 2.0], [1.5, 0.25, -0.75]], [[0.25, 1.5, -0.5], [0.0, 2.0, 1.0]],
+              [[1.0, 0.0, 0.75], [9.0, -9.0, 9.0]]]  # [T=3, B=2, K=3]; the padded frame's logits must not matter
+    text = f"""\
+id: ctc-padded
+title: padded CTC batch
+kind: loss
+inputs:
+  x: {logits}
+  labels: {{int32: [[1, 2], [2, 7]]}}
+  logit_paddings: [[0, 0, 0], [0, 0, 1]]
+  label_paddings: [[0, 0], [0, 1]]
+wrt: [x]
+impl: {{jax: '{OPTAX}'}}
+reference: {OPTAX}
+"""
+    case, inputs, ref = certified(text)
+    x = inputs["x"]
+    first, _ = ctc_truth(x[:, 0, :].tolist(), [1, 2])
+    second, grad_second = ctc_truth(x[:2, 1, :].tolist(), [2])
+    value, grad = ref.outputs
+    np.testing.assert_array_equal(value.rounded, np.array([float(first), float(second)], np.float32))
+    assert value.certified.all() and grad.certified.all()
+    np.testing.assert_array_equal(grad.rounded[:2, 1, :], np.vectorize(lambda v: np.float32(float(v)))(grad_second))
+    assert (grad.rounded[2, 1, :] == 0).all()  # the padded frame does not enter the loss

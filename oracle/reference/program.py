@@ -6,7 +6,7 @@ instead of a float32 literal. Only small dyadic literals (1, 0.5, -20) are inlin
 
 The op table is the JAX backend's, except where JAX's own implementation is not
 an exact identity (log_ndtr uses a truncated asymptotic series, betaln a rounded
-series, i1e's derivative is 1/2 near 0) or lowers to
+series, i1e's derivative is 1/2 near 0, optax.ctc_loss writes log 0 as -1e5) or lowers to
 primitives the interpreter need not know (diag's gather, slogdet's pivoted LU).
 """
 
@@ -22,9 +22,10 @@ import numpy as np
 from jax.extend import core as jcore
 from jax.interpreters import ad
 
-from oracle import formula
+from oracle import formula, native
 from oracle.frameworks import jax as jax_backend
 from oracle.frameworks import native_ops
+from oracle.reference.ctc import EXACT_NATIVES
 from oracle.reference.mp_eval import means_itself
 
 # log|det A| and A^-1 as primitives of their own: the interpreter computes them in mpmath.
@@ -73,6 +74,12 @@ def _i1e_jvp(primals, tangents):
     return y, jnp.where(x == 0, 0.5, jax.scipy.special.i0e(x) - y * (jnp.sign(x) + 1 / safe)) * dx
 
 
+def _exact_native(path: str):
+    """A library path a reference calls: the library's own code, unless its code is not the mathematics
+    (optax.ctc_loss writes log 0 as -1e5): then the definition in oracle.reference.ctc."""
+    return EXACT_NATIVES.get(path) or native.resolve("jax", path)
+
+
 EXACT_OPS = {
     **jax_backend.OPS,
     "log_ndtr": lambda x: jnp.log(jax.scipy.special.ndtr(x)),
@@ -81,6 +88,7 @@ EXACT_OPS = {
     "lbeta": lambda a, b: jax.scipy.special.gammaln(a) + jax.scipy.special.gammaln(b) - jax.scipy.special.gammaln(a + b),
     "diag": _diag,
     "logdet": logabsdet_p.bind,
+    "native": _exact_native,
 }
 
 
