@@ -206,6 +206,8 @@ def _blame(k: int, index: tuple, got: float, rounded: float, ev: Evidence):
     if ev.shadow is None:
         return None
     if not ev.is_traced:  # a model of tf/torch: only when JAX's float32 run of the formula fails here too
+        if not hasattr(ev.shadow, "outputs"):  # a sweep's untraced impl points (traces.Points): no model of its code
+            return None
         modelled = float(ev.shadow.outputs[k][index])
         if _close(modelled, rounded, ev):
             return None

@@ -204,3 +204,48 @@ reference: {OPTAX}
     assert value.certified.all() and grad.certified.all()
     np.testing.assert_array_equal(grad.rounded[:2, 1, :], np.vectorize(lambda v: np.float32(float(v)))(grad_second))
     assert (grad.rounded[2, 1, :] == 0).all()  # the padded frame does not enter the loss
+
+
+def test_integer_labels_in_a_sweep_reach_every_framework():
+    """Sparse cross-entropy with integer labels, the logits scaled by a swept z: every framework vmaps the case
+    with the labels as integer tensors (torch's cross_entropy wants int64), and the certified reference at each
+    point is log(sum(exp(z l))) - z l[label] computed in mpmath directly."""
+    from oracle.runner import run_case
+
+    text = """\
+id: sparse-ce-sweep
+title: sparse cross-entropy, swept temperature
+kind: loss
+inputs:
+  logits: [[1.0, 2.5, -0.5], [0.25, 0.0, 3.0]]
+  z: {sweep: {linspace: [-4, 4, 5]}}
+  labels: {int32: [2, 0]}
+  labels64: {int64: [2, 0]}
+wrt: [z]
+impl:
+  tf: tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits * z)
+  torch: torch.nn.functional.cross_entropy(logits * z, labels64, reduction="none")
+  jax: optax.softmax_cross_entropy_with_integer_labels(logits * z, labels)
+reference: optax.softmax_cross_entropy_with_integer_labels(logits * z, labels)
+"""
+    case = loads(text, "ce.yaml")
+    assert case.wrt == ["z"] and case.integers == {"labels": "int32", "labels64": "int64"}
+    inputs = case.rounded(F32)
+    assert inputs["labels"].shape == (5, 2) and inputs["labels64"].dtype == np.int64  # a leading axis of points
+    program = trace(case.reference, {n: v.shape for n, v in inputs.items()}, case.wrt, batched=True,
+                    integers=case.integers)
+    value, grad = reference.compute(program, inputs, F32).outputs
+    logits = [[1.0, 2.5, -0.5], [0.25, 0.0, 3.0]]
+    for p, z in enumerate([-4, -2, 0, 2, 4]):
+        with mp.workprec(TRUTH_BITS):
+            losses, slopes = [], []
+            for row, label in zip(logits, [2, 0]):
+                scaled = [mpmath.mpf(v) * z for v in row]
+                total = mpmath.fsum(mpmath.exp(v) for v in scaled)
+                losses.append(mpmath.log(total) - scaled[label])
+                slopes.append(mpmath.fsum(mpmath.exp(v) * w for v, w in zip(scaled, row)) / total - row[label])
+        np.testing.assert_array_equal(value.rounded[p], np.array([float(v) for v in losses], np.float32))
+        assert grad.rounded[p] == np.float32(float(mpmath.fsum(slopes)))  # d/dz of the sum over the batch
+    result = run_case(case)
+    assert {r["framework"] for r in result["results"]} == {"tf", "torch", "jax"}
+    assert not [r for r in result["results"] if r["verdict"] == "error"], result["results"]
