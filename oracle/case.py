@@ -25,9 +25,9 @@ from oracle.floats import FORMATS
 from oracle.formula import FormulaError
 from oracle.inputs import (
     GENERATORS,
+    INTEGER_DTYPES,
     MAX_SWEEPS,
     SWEEPS,
-    INTEGER_DTYPES,
     InputError,
     Sweep,
     all_integers,

@@ -72,9 +72,7 @@ def ctc_truth(logits, labels: list[int]):
             return -mpmath.log(ctc_probability(np.reshape(np.array(values, dtype=object), shape).tolist(), labels))
 
         value = loss(*flat)
-        gradient = []
-        for j in range(len(flat)):
-            gradient.append(mpmath.diff(lambda v: loss(*flat[:j], v, *flat[j + 1:]), flat[j]))
+        gradient = [mpmath.diff(lambda v, j=j: loss(*flat[:j], v, *flat[j + 1:]), flat[j]) for j in range(len(flat))]
         return value, np.reshape(np.array(gradient, dtype=object), shape)
 
 
