@@ -247,3 +247,28 @@ reference: optax.softmax_cross_entropy_with_integer_labels(logits * z, labels)
     result = run_case(case)
     assert {r["framework"] for r in result["results"]} == {"tf", "torch", "jax"}
     assert not [r for r in result["results"] if r["verdict"] == "error"], result["results"]
+
+
+def test_hunt_screen_keeps_integer_inputs_integers():
+    """oracle hunt's screen evaluates a searched input beside fixed integer labels: the labels stay int32 (the
+    float64 approximation it ranks candidates by included), so no candidate is an error."""
+    from oracle.screen import Screen, fixed_inputs
+
+    case = loads(f"""\
+id: ce-search
+title: sparse cross-entropy, searched temperature
+kind: loss
+inputs:
+  logits: [1.0, 2.5, -0.5]
+  z: {{search: {{low: -50, high: 50}}}}
+  labels: {{int32: 2}}
+wrt: [z]
+impl: {{jax: 'optax.softmax_cross_entropy_with_integer_labels(logits * z, labels)'}}
+reference: optax.softmax_cross_entropy_with_integer_labels(logits * z, labels)
+""", "ce.yaml")
+    fixed = fixed_inputs(case, F32, ["z"])
+    assert fixed["labels"].dtype == np.int32 and fixed["logits"].dtype == np.float32
+    z = np.array([-50.0, -1.0, 0.0, 3.0, 50.0], np.float32)
+    screened = Screen(case, F32, ["jax"], ["z"], fixed)({"z": z})
+    bits, classes = screened[("jax", "optax.softmax_cross_entropy_with_integer_labels", "float32", "value")]
+    assert not any("error" in str(c) for c in classes) and (bits <= 2).all(), (bits, classes)
