@@ -254,16 +254,16 @@ def test_hunt_screen_keeps_integer_inputs_integers():
     float64 approximation it ranks candidates by included), so no candidate is an error."""
     from oracle.screen import Screen, fixed_inputs
 
-    case = loads(f"""\
+    case = loads("""\
 id: ce-search
 title: sparse cross-entropy, searched temperature
 kind: loss
 inputs:
   logits: [1.0, 2.5, -0.5]
-  z: {{search: {{low: -50, high: 50}}}}
-  labels: {{int32: 2}}
+  z: {search: {low: -50, high: 50}}
+  labels: {int32: 2}
 wrt: [z]
-impl: {{jax: 'optax.softmax_cross_entropy_with_integer_labels(logits * z, labels)'}}
+impl: {jax: 'optax.softmax_cross_entropy_with_integer_labels(logits * z, labels)'}
 reference: optax.softmax_cross_entropy_with_integer_labels(logits * z, labels)
 """, "ce.yaml")
     fixed = fixed_inputs(case, F32, ["z"])
