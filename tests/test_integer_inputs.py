@@ -272,3 +272,10 @@ reference: optax.softmax_cross_entropy_with_integer_labels(logits * z, labels)
     screened = Screen(case, F32, ["jax"], ["z"], fixed)({"z": z})
     bits, classes = screened[("jax", "optax.softmax_cross_entropy_with_integer_labels", "float32", "value")]
     assert not any("error" in str(c) for c in classes) and (bits <= 2).all(), (bits, classes)
+
+
+def test_the_case_schema_describes_integer_inputs():
+    from oracle.case import json_schema
+
+    entries = json_schema()["properties"]["inputs"]["additionalProperties"]["anyOf"]
+    assert [e["required"] for e in entries if "int" in str(e.get("required"))] == [["int32"], ["int64"]]
