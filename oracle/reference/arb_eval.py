@@ -331,6 +331,35 @@ BETA = _ufunc(_at_specials("regularized_incomplete_beta", _beta), 3)
 ARITHMETIC = {"add": np.add, "add_any": np.add, "sub": np.subtract, "mul": np.multiply}
 
 
+def _above(bound):
+    return lambda x: np.asarray(np.greater(x, bound), dtype=bool).all()
+
+
+def _away_from_zero(a, b):
+    return (np.asarray(np.greater(b, 0), dtype=bool) | np.asarray(np.less(b, 0), dtype=bool)).all()
+
+
+# Rules whose answer, when every operand is finite and the guard holds everywhere, is one Arb method: numpy then
+# calls the method in C over the whole array, without the rule's Python frame per element (3-5x faster). Where
+# an operand is not finite, the guard fails somewhere, or Arb gives its indeterminate NaN, the rule runs instead.
+DIRECT = {
+    "exp": (arb.exp, None), "expm1": (arb.expm1, None), "sin": (arb.sin, None), "cos": (arb.cos, None),
+    "tanh": (arb.tanh, None), "erf": (arb.erf, None), "neg": (operator.neg, None), "log": (arb.log, _above(0)),
+    "log1p": (arb.log1p, _above(-1)), "sqrt": (arb.sqrt, _above(0)), "rsqrt": (arb.rsqrt, _above(0)),
+    "lgamma": (arb.lgamma, _above(0)), "digamma": (arb.digamma, _above(0)), "div": (operator.truediv, _away_from_zero),
+}
+_IS_FINITE = np.frompyfunc(arb.is_finite, 1, 1)
+
+
+def _direct(name: str, ins: list):
+    """DIRECT's method over the arrays `ins`, or None where the rule must decide (see DIRECT)."""
+    method, guard = DIRECT[name]
+    if not all(np.asarray(_IS_FINITE(x), dtype=bool).all() for x in ins) or (guard is not None and not guard(*ins)):
+        return None
+    out = np.asarray(_ufunc(method, len(ins))(*ins), dtype=object)
+    return None if np.asarray(_IS_NAN(out), dtype=bool).any() else out
+
+
 def _decide_nan(a, b, out):
     """A NaN from arb's +, -, *: IEEE's NaN when its operands are exact (inf - inf, 0 * inf), else undecided."""
     if out.is_nan() and not (a.is_nan() or b.is_nan()) and not (exact(a) and exact(b)):
@@ -339,7 +368,7 @@ def _decide_nan(a, b, out):
 
 
 _DECIDE = _ufunc(_decide_nan, 3)
-_IS_NAN = _ufunc(lambda x: x.is_nan(), 1)
+_IS_NAN = _ufunc(arb.is_nan, 1)
 
 
 def _is_finite(x):
@@ -392,6 +421,10 @@ class BallInterpreter(mp_eval.Interpreter):
             return LOGICAL[name](*ins)
         if not any(floats) and name in INTEGER:
             return INTEGER[name](*ins)
+        if all(floats) and name in DIRECT:
+            out = _direct(name, ins)
+            if out is not None:
+                return out
         if all(floats) and len(ins) == 1 and name in UNARY:
             return np.asarray(UNARY[name](ins[0]), dtype=object)
         if all(floats) and len(ins) == 2 and name in ARITHMETIC:
