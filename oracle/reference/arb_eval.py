@@ -23,7 +23,7 @@ import operator
 
 import mpmath
 import numpy as np
-from flint import arb, arb_mat, ctx
+from flint import arb, arb_mat, arf, ctx
 from mpmath import libmp, mp
 
 from oracle.reference import mp_eval
@@ -91,8 +91,8 @@ def from_mpf(x):
         return NAN
     if mpmath.isinf(x):
         return POS_INF if x > 0 else NEG_INF
-    man, exp = x.man_exp
-    return arb(int(man)) * arb(2) ** int(exp) if man else ZERO
+    sign, man, exp, _ = x._mpf_  # (mpf.man_exp drops the sign; a power 2**exp with exp < 0 is not exact in Arb)
+    return arb(arf((-int(man) if sign else int(man), int(exp)))) if man else ZERO
 
 
 def sign(x) -> int:
