@@ -61,22 +61,22 @@ _EXCLUDES_ZERO = np.frompyfunc(lambda x: not x.is_nan() and 0 not in x, 1, 1)
 def _round_all(balls: np.ndarray, f: Format) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """_round_ball over a 1-d array of balls, most of them in a few C loops: a candidate float y near the midpoint
     (float() of it, then its neighbours) is the rounding of the whole ball when the ball minus y lies strictly
-    inside (-ulp/2, +ulp/2) of y (checked in Arb: a sound enclosure of the difference). Only normal y below the
-    largest finite float qualify, where those half-ulps are exact floats; every other ball (a tie, a subnormal,
+    inside (-ulp/2, +ulp/2) of y (checked in Arb: a sound enclosure of the difference). Only normal y (above the
+    lowest binade) below the largest finite float qualify, where those half-ulps are exact float64 values; every other ball (a tie, a subnormal,
     a zero, an infinity, a NaN, one no candidate fits) takes _round_ball, which decides it exactly."""
     n = balls.size
     rounded, certified = np.full(n, np.nan, f.numpy), np.zeros(n, bool)
     low, high = np.full(n, np.nan), np.full(n, np.nan)
     with np.errstate(all="ignore"):
         guess = np.asarray(_FLOAT(balls), dtype=np.float64).astype(f.numpy)
-    huge, tiny = f.numpy.type(f.max_finite_float), f.numpy.type(float(f.min_normal) * 2.0 ** f.precision)
+    huge, tiny = f.numpy.type(f.max_finite_float), f.numpy.type(2 * float(f.min_normal))
     todo = np.ones(n, bool)
     for toward in (None, np.inf, -np.inf):
         index = np.flatnonzero(todo)
         if not index.size:
             break
-        y = guess[index] if toward is None else np.nextafter(guess[index], f.numpy.type(toward))
         with np.errstate(all="ignore"):
+            y = guess[index] if toward is None else np.nextafter(guess[index], f.numpy.type(toward))
             usable = np.isfinite(y) & (np.abs(y) >= tiny) & (np.abs(y) < huge)
         index, y = index[usable], y[usable]
         y64 = y.astype(np.float64)
