@@ -564,8 +564,10 @@ def _truncate(v) -> int:
 
 def inputs(x: np.ndarray) -> np.ndarray:
     """Exact balls of a numpy float array."""
-    return np.asarray(_ufunc(lambda v: arb(float(v)) if v == v else NAN, 1)(np.asarray(x, dtype=np.float64)),
-                      dtype=object).reshape(np.shape(x))
+    x = np.asarray(x, dtype=np.float64)
+    out = np.asarray(_ufunc(arb, 1)(x.astype(object)), dtype=object).reshape(x.shape)
+    out[np.isnan(x)] = NAN  # the one NaN object: a rule's decided NaN, never Arb's "indeterminate"
+    return out
 
 
 def constant(value, prec: int):

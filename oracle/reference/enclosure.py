@@ -123,8 +123,9 @@ def enclose(program: Program, inputs: dict[str, np.ndarray], f: Format, start: i
     pieces = []
     for first in range(0, split.count, CHUNK):
         index = np.arange(first, min(split.count, first + CHUNK))
-        pieces.append(_enclose(lambda interpreter, args: parts.run(program, split, interpreter, args, index),
-                               program, inputs, f, start, cap, [(len(index),)] * len(shapes)))
+        pieces.append(_enclose(lambda interpreter, args: parts.run(program, split, interpreter, args, len(index)),
+                               program, parts.subset(program, split, inputs, index), f, start, cap,
+                               [(len(index),)] * len(shapes)))
     whole = [np.concatenate([getattr(p, name)[k] for p in pieces]).reshape(s)
              for name in ("rounded", "exact", "balls", "precision", "nonzero") for k, s in enumerate(shapes)]
     count = len(shapes)
@@ -220,23 +221,24 @@ def second_opinion(program: Program, inputs: dict[str, np.ndarray], f: Format, e
     prec = max(int(max(p.max(initial=0) for p in enclosed.precision)), 2 * f.precision)
     interpreter = _Unguarded
     split = parts.split(program)
+    checked, how = (None, "") if split is None or split.count <= SAMPLE else sample(enclosed, split)
+    if checked is not None:
+        inputs = parts.subset(program, split, inputs, checked)
     with mp.workprec(prec):
         args = [to_mp(inputs[name]) for name in program.input_names]
         args += [np.asarray(exact_constant(c, prec), dtype=object) for c in program.constants]
-        if split is None or split.count <= SAMPLE:
-            checked, how = None, ""
+        if checked is None:
             run = interpreter()
             outs = run.run(program.full, args)
             domain = list(run.trace.domain)
         else:
-            checked, how = sample(enclosed, split)
             runs = []
 
             class Recorded(interpreter):
                 def __init__(self, *a, **k):
                     super().__init__(*a, **k)
                     runs.append(self)
-            outs = parts.run(program, split, Recorded, args, checked)
+            outs = parts.run(program, split, Recorded, args, len(checked))
             domain = list(runs[0].trace.domain)
     disagrees = []
     for k, (mine, needed, theirs) in enumerate(zip(enclosed.rounded, enclosed.precision, outs)):

@@ -46,7 +46,9 @@ def split(program: Program) -> Parts | None:
     if len(shapes) != 1:
         return None
     shape = shapes.pop()
-    if not shape or any(tuple(a.shape) not in (shape, ()) for a in program.avals):
+    inputs = [tuple(a.shape) for a in program.avals[:len(program.input_names)]]
+    if not shape or shape not in inputs or any(s not in (shape, ()) for s in inputs + [tuple(a.shape) for a in
+                                                                                     program.avals]):
         return None
     return Parts(int(np.prod(shape)), False) if _elementwise(program.full.jaxpr, shape) else None
 
@@ -78,19 +80,22 @@ def chunked(interpreter_class: type, size: int) -> type:
     return Chunk
 
 
-def run(program: Program, parts: Parts, interpreter, args: list[np.ndarray], index: np.ndarray) -> list[np.ndarray]:
-    """`program.full` on the parts `index` only: a sweep is traced again for that many points (its function is
-    vmapped, so each point's program is the same), an elementwise program runs with `chunked`. `interpreter` is
-    an Interpreter class; `args` the full arguments (inputs, then constants). The outputs have the parts
-    flattened: shape (len(index), *per point) for a sweep, (len(index),) for elements."""
-    count = len(program.input_names)
+def subset(program: Program, parts: Parts, inputs: dict[str, np.ndarray], index: np.ndarray) -> dict[str, np.ndarray]:
+    """The inputs of the parts `index` (flattened for elements; a scalar input is every element's)."""
     if parts.batched:
-        sub = [np.asarray(a)[index] for a in args[:count]] + list(args[count:])
-        jaxpr = _traced(program, len(index))
-        return [np.asarray(o) for o in interpreter().run(jaxpr, sub)]
-    sub = [np.asarray(a).reshape(-1)[index] if np.shape(a) != () else a for a in args[:count]] + list(args[count:])
-    outs = chunked(interpreter, len(index))().run(program.full, sub)
-    return [np.broadcast_to(o, (len(index),)) for o in outs]
+        return {name: np.asarray(x)[index] for name, x in inputs.items()}
+    return {name: np.asarray(x).reshape(-1)[index] if np.shape(x) != () else x for name, x in inputs.items()}
+
+
+def run(program: Program, parts: Parts, interpreter, args: list[np.ndarray], count: int) -> list[np.ndarray]:
+    """`program.full` on `count` of its parts, whose arguments `args` (inputs from `subset`, then constants) are:
+    a sweep is traced again for that many points (its function is vmapped, so each point's program is the
+    same), an elementwise program runs with `chunked`. `interpreter` is an Interpreter class. The outputs have
+    the parts flattened: shape (count, *per point) for a sweep, (count,) for elements."""
+    if parts.batched:
+        return [np.asarray(o) for o in interpreter().run(_traced(program, count), args)]
+    outs = chunked(interpreter, count)().run(program.full, args)
+    return [np.broadcast_to(o, (count,)) for o in outs]
 
 
 def _traced(program: Program, points: int):
