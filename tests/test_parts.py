@@ -185,3 +185,11 @@ def test_kappa_falls_back_to_mpmath_where_a_ball_cannot_decide_a_branch():
     plain = condition_numbers(_program("x * x", {"x": ()}), {"x": np.float32(1.5)}, 64)
     assert plain.method.endswith("; in Arb balls")
     assert mpmath.almosteq(plain.kappa[0][()], 2, 1e-25) and mpmath.almosteq(plain.kappa[1][()], 1, 1e-25)
+
+
+def test_kappa_of_an_exact_zero_by_cancellation_comes_from_mpmath():
+    """log(x*x) - 2 log(x) is 0 and does not move: kappa 0 by convention. Its balls straddle 0 at every precision,
+    so the balls cannot settle it; mpmath's two precisions compute 0 exactly and agree on it."""
+    got = condition_numbers(_program("log(x*x) - 2*log(x)", {"x": ()}), {"x": np.float32(3)}, 64)
+    assert not got.method.endswith("in Arb balls")
+    assert all(a[()] for a in got.agrees) and all(k[()] == 0 for k in got.kappa)

@@ -237,7 +237,9 @@ def _kappa_balls(program: Program, jaxpr, inputs: dict[str, np.ndarray], rows: n
 
 
 def _ball_ratio(numerator, value):
-    """_ratio over balls: numerator / |value|, or Undecided where a ball cannot tell 0 or a sign."""
+    """_ratio over balls: numerator / |value|, or Undecided where a ball cannot tell 0 or a sign. Undecided sends
+    the whole kappa to mpmath's two precisions: an output that is exactly 0 by cancellation (log(x*x) - 2 log(x))
+    is a ball around 0 at every precision, where mpmath's two runs both compute 0 and agree on kappa 0."""
     if numerator.is_nan() or value.is_nan() or arb_eval.infinite(value):
         return arb_eval.NAN
     if not value.is_finite() or not numerator.is_finite():
