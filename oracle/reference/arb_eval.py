@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import itertools
 import operator
+import weakref
 
 import mpmath
 import numpy as np
@@ -351,13 +352,16 @@ DIRECT = {
 _IS_FINITE = np.frompyfunc(arb.is_finite, 1, 1)
 
 
-def _direct(name: str, ins: list):
-    """DIRECT's method over the arrays `ins`, or None where the rule must decide (see DIRECT)."""
+def _direct(name: str, ins: list, finite) -> tuple[np.ndarray | None, bool]:
+    """(DIRECT's method over the arrays `ins`, whether every result ball is finite), or (None, False) where the rule
+    must decide (see DIRECT). `finite(array)` says whether every ball of an operand is finite."""
     method, guard = DIRECT[name]
-    if not all(np.asarray(_IS_FINITE(x), dtype=bool).all() for x in ins) or (guard is not None and not guard(*ins)):
-        return None
+    if not all(finite(x) for x in ins) or (guard is not None and not guard(*ins)):
+        return None, False
     out = np.asarray(_ufunc(method, len(ins))(*ins), dtype=object)
-    return None if np.asarray(_IS_NAN(out), dtype=bool).any() else out
+    if np.asarray(_IS_FINITE(out), dtype=bool).all():
+        return out, True
+    return (None, False) if np.asarray(_IS_NAN(out), dtype=bool).any() else (out, False)
 
 
 def _decide_nan(a, b, out):
@@ -388,6 +392,19 @@ class BallInterpreter(mp_eval.Interpreter):
 
     def __init__(self):
         super().__init__(strict_literals=True)
+        # id -> (weak reference to the array, every ball in it finite): arrays are never changed once made, so
+        # each is checked at most once, and +, -, * of finite arrays are known finite without a pass
+        self.finite: dict[int, tuple[weakref.ref, bool]] = {}
+
+    def all_finite(self, x: np.ndarray) -> bool:
+        entry = self.finite.get(id(x))
+        if entry is None or entry[0]() is not x:  # (an id reused after its array died is a different array)
+            entry = (weakref.ref(x), bool(np.asarray(_IS_FINITE(x), dtype=bool).all()))
+            self.finite[id(x)] = entry
+        return entry[1]
+
+    def known_finite(self, x: np.ndarray) -> None:
+        self.finite[id(x)] = (weakref.ref(x), True)
 
     def watch(self, name, ins, outs):  # a ball carries its own error: no absorption bookkeeping
         return None
@@ -422,14 +439,18 @@ class BallInterpreter(mp_eval.Interpreter):
         if not any(floats) and name in INTEGER:
             return INTEGER[name](*ins)
         if all(floats) and name in DIRECT:
-            out = _direct(name, ins)
+            out, finite = _direct(name, ins, self.all_finite)
             if out is not None:
+                if finite:
+                    self.known_finite(out)
                 return out
         if all(floats) and len(ins) == 1 and name in UNARY:
             return np.asarray(UNARY[name](ins[0]), dtype=object)
         if all(floats) and len(ins) == 2 and name in ARITHMETIC:
             out = np.asarray(ARITHMETIC[name](*ins), dtype=object)
-            if np.asarray(_IS_NAN(out), dtype=bool).any():
+            if self.all_finite(ins[0]) and self.all_finite(ins[1]):  # Arb's +, -, * of finite balls: finite
+                self.known_finite(out)
+            elif np.asarray(_IS_NAN(out), dtype=bool).any():
                 _DECIDE(*ins, out)
             return out
         if all(floats) and len(ins) == 2 and name in BINARY:
