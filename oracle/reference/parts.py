@@ -75,7 +75,9 @@ def chunked(interpreter_class: type, size: int) -> type:
     """An interpreter of an elementwise program that runs it on `size` of its elements (flattened): a scalar
     broadcast to the program's shape is broadcast to the chunk instead."""
     class Chunk(interpreter_class):
-        def p_broadcast_in_dim(self, x, shape, broadcast_dimensions, **_):
+        def p_broadcast_in_dim(self, x, shape, broadcast_dimensions, **params):
+            if not tuple(shape):  # a scalar stays one
+                return super().p_broadcast_in_dim(x, shape, broadcast_dimensions, **params)
             return np.broadcast_to(x, (size,))
     return Chunk
 
