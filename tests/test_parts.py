@@ -13,8 +13,8 @@ import pytest
 from flint import arb, arf, ctx
 from mpmath import mp
 
-from oracle.formula import parse
 from oracle.floats import fmt, round_to
+from oracle.formula import parse
 from oracle.reference import arb_eval, compute, enclosure, mp_eval, parts
 from oracle.reference.condition import condition_numbers
 from oracle.reference.program import trace

@@ -21,6 +21,7 @@ from oracle.reference import arb_eval, parts
 from oracle.reference.mp_eval import InexactLiteral, Interpreter, UnsupportedPrimitive, to_mp
 from oracle.reference.program import Program
 
+
 @dataclass
 class Enclosed:
     """The ball engine's result for every output of `program.full`."""
@@ -123,7 +124,8 @@ def enclose(program: Program, inputs: dict[str, np.ndarray], f: Format, start: i
     pieces = []
     for first in range(0, split.count, CHUNK):
         index = np.arange(first, min(split.count, first + CHUNK))
-        pieces.append(_enclose(lambda interpreter, args: parts.run(program, split, interpreter, args, len(index)),
+        pieces.append(_enclose(lambda interpreter, args, count=len(index): parts.run(program, split, interpreter, args,
+                                                                                    count),
                                program, parts.subset(program, split, inputs, index), f, start, cap,
                                [(len(index),)] * len(shapes)))
     whole = [np.concatenate([getattr(p, name)[k] for p in pieces]).reshape(s)
@@ -247,7 +249,7 @@ def second_opinion(program: Program, inputs: dict[str, np.ndarray], f: Format, e
             outs = parts.run(program, split, Recorded, args, len(checked))
             domain = list(runs[0].trace.domain)
     disagrees = []
-    for k, (mine, needed, theirs) in enumerate(zip(enclosed.rounded, enclosed.precision, outs)):
+    for mine, needed, theirs in zip(enclosed.rounded, enclosed.precision, outs):
         theirs = round_array(theirs, f)
         if checked is None:
             disagree = np.zeros(mine.shape, bool)
