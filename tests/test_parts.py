@@ -10,7 +10,7 @@ from __future__ import annotations
 import mpmath
 import numpy as np
 import pytest
-from flint import arb, arf, ctx
+from flint import arb, arf
 from mpmath import mp
 
 from oracle.floats import fmt, round_to
@@ -169,10 +169,10 @@ def test_a_limit_at_minus_infinity_keeps_its_sign():
     for source in ("tanh(x)", "erf(x)"):
         ref = compute(_program(source, {"x": ()}), {"x": np.float32(-np.inf)}, F32)
         assert ref.engine == "arb" and ref.outputs[0].rounded[()] == -1.0 and ref.outputs[0].precision[()] > 0
-    ctx.prec = 64
-    for v in (mpmath.mpf(-0.5), -mpmath.mpf(3) * mpmath.mpf(2) ** -1000, mpmath.mpf(1) / 3):
-        ball = arb_eval.from_mpf(v)
-        assert ball.rad() == 0 and arb_eval.to_mpf(ball) == v
+    with arb_eval.precision(64):
+        for v in (mpmath.mpf(-0.5), -mpmath.mpf(3) * mpmath.mpf(2) ** -1000, mpmath.mpf(1) / 3):
+            ball = arb_eval.from_mpf(v)
+            assert ball.rad() == 0 and arb_eval.to_mpf(ball) == v
 
 
 def test_kappa_falls_back_to_mpmath_where_a_ball_cannot_decide_a_branch():
