@@ -8,12 +8,18 @@
    evaluated at the same precisions the certification used. Target: at least half. Also: gmpy2 active.
 
 4. Reference engines (issue 14), each pair measured in this run: the enclosure engine (reference.compute: Arb balls,
-   mpmath's second opinion at twice the certifying precision, the gradient check) against the two-precision mpmath
-   engine alone (reference._compute), on the 20-operation sweep of 3. (certified points per second) and on an
-   --mvn-dimensional MVN log-density (covariance A A^T + I, cholesky and solve_triangular, gradients with respect
-   to x and mu; reference only, no kappa), wall seconds; with --elements N, also an N-element elementwise case.
+   exact values from balls at twice the certifying precision, mpmath's second opinion at the certifying precision,
+   on a sample of the points beyond 64, the gradient check) against the two-precision mpmath engine alone
+   (reference._compute, the engine before issue 14) on the 20-operation sweep of 3. (certified points per second;
+   target >= 5x); an --mvn-dimensional MVN log-density (covariance A A^T + I, cholesky and solve_triangular,
+   gradients with respect to x and mu) with its condition numbers (kappa, as the runner computes them), wall
+   seconds (target <= 60 s; the mpmath kappa took over 14 minutes at 200-d, so it runs only with
+   --kappa-baseline); with --elements N, an N-element elementwise case computed in a fresh process (wall and
+   peak RSS of that process; target 1e6 in <= 60 s and <= 2 GB) against the mpmath engine on
+   --baseline-elements of them in this process (a per-element ratio).
 
 Usage: python scripts/bench.py [--quick] [--repeat N] [--points N] [--engines-only] [--mvn N] [--elements N]
+                               [--baseline-elements N] [--kappa-baseline]
 """
 
 from __future__ import annotations
@@ -123,9 +129,11 @@ MVN = ("-0.5 * sum(solve_triangular(cholesky(S), x - mu) ** 2) - sum(log(diag(ch
        "- 0.5 * {n} * log(2 * pi)")
 
 
-def engines(points: int, dimension: int, elements: int = 0) -> None:
+def engines(points: int, dimension: int, elements: int = 0, baseline_elements: int = 100_000,
+            kappa_baseline: bool = False) -> None:
     from oracle import formula, reference
     from oracle.floats import fmt
+    from oracle.reference import condition
     from oracle.reference.program import trace
 
     f = fmt("float32")
@@ -135,17 +143,20 @@ def engines(points: int, dimension: int, elements: int = 0) -> None:
         out = run()
         return time.perf_counter() - start, out
 
-    def both(program, inputs):
-        new, ref = timed(lambda: reference.compute(program, inputs, f))
-        old, _ = timed(lambda: reference._compute(program, inputs, f, reference.START_PRECISION,
-                                                  reference.MAX_PRECISION, reference.DIFF_LIMIT))
-        return new, old, ref
+    def old_engine(program, inputs):
+        return reference._compute(program, inputs, f, reference.START_PRECISION, reference.MAX_PRECISION,
+                                  reference.DIFF_LIMIT)
 
     x = np.linspace(-20, 20, points, dtype=np.float32)
     program = trace(formula.parse(FORMULA, {"x"}), {"x": x.shape}, ["x"], batched=True)
-    new, old, ref = both(program, {"x": x})
-    print(f"4. engines: {points}-point sweep of the 20-operation formula: enclosure engine {points / new:.0f} points/s "
-          f"({ref.engine}), mpmath engine {points / old:.0f} points/s; ratio {old / new:.2f} (target >= 5)")
+    reference.compute(program, {"x": x}, f)  # warm: the sample's program is traced once per size
+    runs = [(timed(lambda: reference.compute(program, {"x": x}, f)), timed(lambda: old_engine(program, {"x": x})))
+            for _ in range(3)]  # alternated, medians
+    new, old = (statistics.median(t[0] for t in side) for side in zip(*runs))
+    ref = runs[-1][0][1]
+    print(f"4. engines: (a) {points}-point sweep of the 20-operation formula: enclosure engine {points / new:.0f} "
+          f"points/s ({ref.engine}; {ref.second_opinion}), mpmath engine {points / old:.0f} points/s; ratio "
+          f"{old / new:.2f} (target >= 5; medians of 3, alternated)")
     rng = np.random.default_rng(0)
     a = (rng.standard_normal((dimension, dimension)) / np.sqrt(dimension)).astype(np.float32)
     cov = (a @ a.T + np.eye(dimension)).astype(np.float32)
@@ -153,18 +164,60 @@ def engines(points: int, dimension: int, elements: int = 0) -> None:
     inputs = {"S": cov, "x": rng.standard_normal(dimension).astype(np.float32), "mu": np.zeros(dimension, np.float32)}
     program = trace(formula.parse(MVN.format(n=dimension), set(inputs)), {k: v.shape for k, v in inputs.items()},
                     ["x", "mu"])
-    new, old, ref = both(program, inputs)
-    print(f"   {dimension}-d MVN log-density and gradients (reference only): enclosure engine {new:.1f} s "
-          f"({ref.engine}; {ref.second_opinion}), mpmath engine {old:.1f} s; ratio {old / new:.2f}")
+    new, ref = timed(lambda: reference.compute(program, inputs, f))
+    prec = max(ref.precision, reference.START_PRECISION)  # as oracle.runner asks for kappa
+    kappa_time, kappa = timed(lambda: condition.condition_numbers(program, inputs, prec))
+    old, _ = timed(lambda: old_engine(program, inputs))
+    settled = sum(int(k.sum()) for k in kappa.agrees), sum(k.size for k in kappa.agrees)
+    line = (f"   (b) {dimension}-d MVN log-density, gradients in x and mu, with kappa: enclosure engine {new + kappa_time:.1f} s "
+            f"(reference {new:.1f} s, {ref.engine}, {ref.precision} bits, {ref.second_opinion}; kappa {kappa_time:.1f} s, "
+            f"{kappa.method}, {settled[0]} of {settled[1]} settled) (target <= 60 s); mpmath engine reference alone "
+            f"{old:.1f} s")
+    if kappa_baseline:
+        balls, condition._by_balls = condition._by_balls, _no_balls
+        try:
+            mp_kappa, _ = timed(lambda: condition.condition_numbers(program, inputs, prec))
+        finally:
+            condition._by_balls = balls
+        line += f", its kappa {mp_kappa:.1f} s; ratio {(old + mp_kappa) / (new + kappa_time):.2f}"
+    print(line)
     if elements:
-        import resource
+        child = subprocess.run([sys.executable, __file__, "--elements-child", str(elements)], check=True,
+                               capture_output=True, text=True, cwd=ROOT)
+        seconds, peak, engine, check = child.stdout.strip().split("\t")
+        x = np.linspace(-30, 30, baseline_elements, dtype=np.float32)
+        program = trace(formula.parse(ELEMENTWISE, {"x"}), {"x": x.shape}, ["x"])
+        old, _ = timed(lambda: old_engine(program, {"x": x}))
+        print(f"   (c) {elements}-element elementwise case {ELEMENTWISE}: enclosure engine {float(seconds):.1f} s, peak RSS "
+              f"{float(peak):.0f} MB (a fresh process: imports included) ({engine}; {check}) (target <= 60 s, <= 2048 MB); "
+              f"mpmath engine {old:.1f} s on {baseline_elements} of them; per-element ratio "
+              f"{old / baseline_elements / (float(seconds) / elements):.2f}")
 
-        x = np.linspace(-30, 30, elements, dtype=np.float32)
-        program = trace(formula.parse("log1p(exp(-x)) + x * x", {"x"}), {"x": x.shape}, ["x"])
-        new, old, ref = both(program, {"x": x})
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(f"   {elements}-element elementwise case: enclosure engine {new:.1f} s ({ref.engine}), mpmath engine "
-              f"{old:.1f} s; ratio {old / new:.2f}; peak RSS of this process {peak:.0f} MB")
+
+ELEMENTWISE = "log1p(exp(-x)) + x * x"
+
+
+def _no_balls(*_, **__):
+    from oracle.reference import arb_eval
+
+    raise arb_eval.Undecided("--kappa-baseline: the mpmath path")
+
+
+def elements_child(elements: int) -> None:
+    """The enclosure engine on an N-element elementwise case, alone in this process: seconds, peak RSS (MB)."""
+    import resource
+
+    from oracle import formula, reference
+    from oracle.floats import fmt
+    from oracle.reference.program import trace
+
+    x = np.linspace(-30, 30, elements, dtype=np.float32)
+    program = trace(formula.parse(ELEMENTWISE, {"x"}), {"x": x.shape}, ["x"])
+    start = time.perf_counter()
+    ref = reference.compute(program, {"x": x}, fmt("float32"))
+    seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"{seconds}\t{peak}\t{ref.engine}\t{ref.second_opinion}")
 
 
 def main() -> None:
@@ -175,13 +228,20 @@ def main() -> None:
     parser.add_argument("--engines-only", action="store_true", help="only the reference engines (4.)")
     parser.add_argument("--mvn", type=int, default=200, help="the MVN's dimension in 4.")
     parser.add_argument("--elements", type=int, default=0, help="also an elementwise case of N elements in 4.")
+    parser.add_argument("--baseline-elements", type=int, default=100_000,
+                        help="elements the mpmath engine computes for the ratio in 4. (c)")
+    parser.add_argument("--kappa-baseline", action="store_true", help="also the mpmath kappa in 4. (b) (slow)")
+    parser.add_argument("--elements-child", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.elements_child:
+        elements_child(args.elements_child)
+        return
     if not args.engines_only:
         overhead(args.repeat)
         if not args.quick:
             audit()
         throughput(args.points)
-    engines(args.points, args.mvn, args.elements)
+    engines(args.points, args.mvn, args.elements, args.baseline_elements, args.kappa_baseline)
 
 
 if __name__ == "__main__":

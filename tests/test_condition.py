@@ -71,7 +71,7 @@ def test_scalar_closed_forms(name):
     for k, w in zip(got.kappa, want):
         assert k.shape == () and close(k[()], w), (name, k[()], w)
     assert all(a.all() for a in got.agrees)
-    assert got.method == f"exact: {len(inputs)} input directions, forward-over-reverse"
+    assert got.method == f"exact: {len(inputs)} input directions, forward-over-reverse; in Arb balls"
     assert got.precision == 2 * PREC
 
 
@@ -104,7 +104,7 @@ def test_zero_output_that_moves_is_infinite():
 
 def test_zero_inputs_contribute_nothing():
     got = condition("x * y", {"x": 2.5, "y": 0.0})
-    assert got.method == "exact: 1 input directions, forward-over-reverse"  # y = 0 gets no direction
+    assert got.method == "exact: 1 input directions, forward-over-reverse; in Arb balls"  # y = 0 gets no direction
     assert got.kappa[0][()] == 0  # 0/0: x*y stays 0 under relative perturbations
     assert got.kappa[1][()] == 0  # grad.x = y = 0 does not move either
     assert got.kappa[2][()] == 1  # grad.y = x
@@ -158,8 +158,8 @@ def test_sce_within_sqrt_n_of_exact_kappa():
     estimate = condition("sum(exp(x)) * x", {"x": x})
     exact = condition("sum(exp(x)) * x", {"x": x}, exact_limit=n)
     assert estimate.method == (f"estimated: SCE with 4 random directions over {n} nonzero inputs "
-                               f"(2-norm, within sqrt({n}) below the 1-norm kappa)")
-    assert exact.method == f"exact: {n} input directions, forward-over-reverse"
+                               f"(2-norm, within sqrt({n}) below the 1-norm kappa); in Arb balls")
+    assert exact.method == f"exact: {n} input directions, forward-over-reverse; in Arb balls"
     slack = 3  # the statistical estimate's own error with 4 samples, generous
     for sce, one_norm in zip(estimate.kappa, exact.kappa):
         assert sce.shape == one_norm.shape == (n,)

@@ -33,13 +33,14 @@ class OutputReference:
     """The reference for one output tensor ("value" or "grad.<input>")."""
 
     name: str
-    exact: np.ndarray  # mpf, from the higher of the two agreeing precisions
+    exact: np.ndarray  # mpf: from the higher of the two agreeing precisions, or the midpoint of `ball`
     rounded: np.ndarray  # correctly rounded to the dtype
     precision: np.ndarray  # bits that sufficed per component; 0 where never certified
     numeric: np.ndarray | None = None  # mpmath.diff of the forward function (gradients only)
     numeric_agrees: np.ndarray | None = None
     settled: np.ndarray | None = None  # the exact value itself (not only its rounding) agreed at both precisions
     disagrees: np.ndarray | None = None  # certified by Arb but rounded differently by mpmath (so: uncertain)
+    ball: np.ndarray | None = None  # the Arb ball (arb objects) whose midpoint `exact` is; None where mpmath's
 
     def nonzero(self) -> np.ndarray:
         """Components whose true value is certainly nonzero: an exact 0 computed with cancellation leaves a
@@ -106,10 +107,25 @@ def compute(program: Program, inputs: dict[str, np.ndarray], f: Format, start: i
             reference.second_opinion = f"ball engine not used: {e}"
             return reference
         reference = _from_balls(program, inputs, f, enclosed, start, cap, diff_limit, zeros)
-        if zeros and not all(mpmath.isfinite(v) for o in reference.outputs for v in o.exact.ravel()):
+        if zeros and not _all_finite(o.exact for o in reference.outputs):
             _strong_zeros_from_mpmath(reference, _compute(program, inputs, f, start, cap, diff_limit, True,
                                                           check_gradients=False), f)
         return reference
+
+
+def _finite_mpf(v) -> bool:
+    parts = getattr(v, "_mpf_", None)
+    if parts is None:
+        return mpmath.isfinite(v)
+    return bool(parts[1]) or not parts[2]  # mpmath's own test: a zero mantissa with an exponent is inf or NaN
+
+
+_FINITE_MPF = np.frompyfunc(_finite_mpf, 1, 1)
+
+
+def _all_finite(arrays) -> bool:
+    """Every mpf in these arrays is finite (mpmath.isfinite, in one C loop per array)."""
+    return all(np.asarray(_FINITE_MPF(a), dtype=bool).all() for a in arrays)
 
 
 def _strong_zeros_from_mpmath(reference: Reference, strong: Reference, f: Format) -> None:
@@ -123,12 +139,14 @@ def _strong_zeros_from_mpmath(reference: Reference, strong: Reference, f: Format
             used += int(take.sum())
             for name in ("exact", "rounded", "precision", "settled"):
                 setattr(mine, name, np.where(take, getattr(theirs, name), getattr(mine, name)))
+            if mine.ball is not None:
+                mine.ball = np.where(take, None, mine.ball)
             if mine.numeric is not None:  # the gradient check compared the ball's NaN: compare the new value
                 checked = ~np.vectorize(mpmath.isnan, otypes=[bool])(mine.numeric)
                 agrees = ~checked | (ulps(round_array(mine.numeric, f), mine.rounded, f) <= 1)
                 mine.numeric_agrees = np.where(take, agrees, mine.numeric_agrees)
     if used:
-        if all(mpmath.isfinite(v) for o in reference.outputs for v in o.exact.ravel()):
+        if _all_finite(o.exact for o in reference.outputs):
             reference.domain = []  # the non-finite values were the discarded branch's
         reference.engine += "+mpmath-strong-zeros"
         reference.second_opinion += (f"; {used} component{'s' * (used != 1)} where a where() discards a non-finite "
@@ -137,7 +155,8 @@ def _strong_zeros_from_mpmath(reference: Reference, strong: Reference, f: Format
 
 def _from_balls(program: Program, inputs: dict[str, np.ndarray], f: Format, enclosed, start: int, cap: int,
                 diff_limit: int, strong_zeros: bool) -> Reference:
-    """The reference from certified balls, checked by mpmath at twice the certifying precision.
+    """The reference from certified balls, checked by mpmath at the certifying precision; the exact values are the
+    midpoints of balls at twice that precision (enclosure.enclose).
 
     A component no ball up to the cap rounds to one value (an exact 0 reached by cancelling inexact
     operands: the ball around it always straddles -0.0 and +0.0) takes the mpmath engine's certification
@@ -145,9 +164,10 @@ def _from_balls(program: Program, inputs: dict[str, np.ndarray], f: Format, encl
     opinion = enclosure.second_opinion(program, inputs, f, enclosed)
     names = ["value"] + [f"grad.{n}" for n in program.wrt]
     results = [OutputReference(name, exact, rounded, np.where(disagrees, 0, needed), settled=nonzero,
-                               disagrees=disagrees)
-               for name, exact, rounded, needed, nonzero, disagrees in
-               zip(names, opinion.exact, enclosed.rounded, enclosed.precision, enclosed.nonzero, opinion.disagrees)]
+                               disagrees=disagrees, ball=ball)
+               for name, exact, ball, rounded, needed, nonzero, disagrees in
+               zip(names, enclosed.exact, enclosed.balls, enclosed.rounded, enclosed.precision, enclosed.nonzero,
+                   opinion.disagrees)]
     engine, note = "arb", ""
     if any((o.precision == 0).any() for o in results):
         fallback = _compute(program, inputs, f, start, cap, diff_limit, strong_zeros, check_gradients=False)
@@ -161,6 +181,7 @@ def _from_balls(program: Program, inputs: dict[str, np.ndarray], f: Format, encl
                 mine.rounded = np.where(take, theirs.rounded, mine.rounded)
                 mine.precision = np.where(take, theirs.precision, mine.precision)
                 mine.settled = np.where(take, theirs.settled, mine.settled)
+                mine.ball = np.where(take, None, mine.ball)
         if used:
             engine = "arb+mpmath-agreement"
             note = f"; {used} component{'s' * (used != 1)} certified by mpmath agreement only (no ball up to " \
@@ -168,7 +189,7 @@ def _from_balls(program: Program, inputs: dict[str, np.ndarray], f: Format, encl
     check, short = budget.attempt(GRADIENT_CHECK_PART, lambda: _gradient_check(  # as the mpmath engine does
         program, inputs, results[1:], f, 2 * enclosed.top, diff_limit), share=0.5)
     check = check or f"skipped: {short}"
-    all_finite = all(mpmath.isfinite(v) for o in results for v in o.exact.ravel())
+    all_finite = _all_finite(o.exact for o in results)
     return Reference(results, [] if all_finite else opinion.domain or ["the enclosure is not finite"],
                      program.summed, check, cap, engine=engine, second_opinion=opinion.summary + note)
 

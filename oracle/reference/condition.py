@@ -17,10 +17,12 @@ from dataclasses import dataclass
 import jax
 import mpmath
 import numpy as np
+from flint import arb
 from mpmath import mp
 
 from oracle.frameworks import exact_constant
-from oracle.reference.mp_eval import Interpreter, to_mp
+from oracle.reference import arb_eval
+from oracle.reference.mp_eval import InexactLiteral, Interpreter, UnsupportedPrimitive, to_mp
 from oracle.reference.program import Program
 
 AGREEMENT = mpmath.mpf("0.01")  # relative: kappa is a magnitude, two digits say all it has to say
@@ -79,6 +81,10 @@ def condition_numbers(program: Program, inputs: dict[str, np.ndarray], prec: int
         method = (f"estimated: SCE with {random.shape[1]} random directions over {n} nonzero inputs{per_point} "
                   f"(2-norm, within sqrt({n}) below the 1-norm kappa)")
     jaxpr = _jvp_jaxpr(program, n if random is None else random.shape[1])
+    try:
+        return _by_balls(program, jaxpr, inputs, rows, active, random, 2 * prec, cap, method)
+    except _NO_BALLS:
+        pass  # mpmath at two precisions, as below
     low = _kappa(program, jaxpr, exact, rows, active, random, prec)
     while True:  # like the reference: double until two precisions agree (a tiny kappa can need many bits)
         high = _kappa(program, jaxpr, exact, rows, active, random, 2 * prec)
@@ -171,3 +177,103 @@ def _agree(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return abs(x - y) <= AGREEMENT * max(x, y)
 
     return np.asarray(np.frompyfunc(same, 2, 1)(a, b), dtype=bool).reshape(np.shape(a))
+
+
+_NO_BALLS = (arb_eval.Undecided, UnsupportedPrimitive, InexactLiteral, NotImplementedError, ArithmeticError, TypeError,
+             ValueError, AttributeError, IndexError, KeyError)
+
+
+class _NotFinite(ArithmeticError):
+    """A ball kappa met a non-finite value where strong zeros may matter (the mpmath interpreter decides those)."""
+
+
+def _by_balls(program: Program, jaxpr, inputs: dict[str, np.ndarray], rows: np.ndarray, active: np.ndarray,
+              random: np.ndarray | None, prec: int, cap: int, method: str) -> Condition:
+    """Kappa in Arb balls (oracle.reference.arb_eval): one evaluation per precision instead of mpmath's two,
+    starting where mpmath's reported one (twice the reference's precision). A component's kappa is settled
+    (`agrees`) when its ball's radius is at most half of AGREEMENT times its midpoint: the midpoint, reported, is
+    then within AGREEMENT of the true kappa, which is what two agreeing mpmath precisions only suggested. The
+    rest doubles the precision up to `cap`. Raises one of _NO_BALLS where the balls cannot run the program or
+    decide a branch (the caller uses mpmath then)."""
+    kappa = agrees = None
+    while True:
+        balls = _kappa_balls(program, jaxpr, inputs, rows, active, random, prec)
+        mids = [np.asarray(_MIDPOINT(k), dtype=object).reshape(np.shape(k)) for k in balls]
+        settled = [np.asarray(_SETTLED(k), dtype=bool).reshape(np.shape(k)) for k in balls]
+        if kappa is None:
+            kappa, agrees = mids, settled
+        else:
+            kappa = [np.where(a, k, m) for k, a, m in zip(kappa, agrees, mids)]
+            agrees = [a | s for a, s in zip(agrees, settled)]
+        if all(a.all() for a in agrees) or 2 * prec > cap:
+            return Condition(kappa, agrees, f"{method}; in Arb balls", prec)
+        prec *= 2
+
+
+def _kappa_balls(program: Program, jaxpr, inputs: dict[str, np.ndarray], rows: np.ndarray, active: np.ndarray,
+                 random: np.ndarray | None, prec: int) -> list[np.ndarray]:
+    """_kappa's evaluation in balls: the same directions (exact inputs times the identity, or times the
+    orthonormalized random columns computed in mpmath at `prec` and then taken as exact), the same formulas."""
+    with arb_eval.precision(prec), mp.workprec(prec):
+        balls = [arb_eval.inputs(inputs[name]) for name in program.input_names]
+        ball_rows = np.concatenate([b.reshape(rows.shape[0], -1) for b in balls], axis=1)
+        if random is None:
+            weights = np.where(np.eye(len(active), dtype=bool), arb_eval.ONE, arb_eval.ZERO)
+        else:
+            weights = np.asarray(_FROM_MPF(_orthonormal(random)), dtype=object)
+        directions = np.full((weights.shape[1], *rows.shape), arb_eval.ZERO, dtype=object)
+        directions[:, :, active] = np.einsum("ad,pa->dpa", weights, ball_rows[:, active])
+        tangents, start = [], 0
+        for x in balls:
+            size = x.size // rows.shape[0]
+            tangents.append(directions[:, :, start:start + size].reshape(len(directions), *x.shape))
+            start += size
+        constants = [np.asarray(arb_eval.constant(c, prec), dtype=object) for c in program.constants]
+        outs = arb_eval.BallInterpreter().run(jaxpr, balls + constants + tangents)
+        if program.strong_zeros and not all(np.asarray(_IS_FINITE(o), dtype=bool).all() for o in outs):
+            raise _NotFinite("a non-finite value or tangent")
+        values, columns = outs[: len(outs) // 2], outs[len(outs) // 2:]
+        if random is None:
+            numerators = [np.sum(np.abs(c), axis=0) if len(c) else np.full(c.shape[1:], arb_eval.ZERO, dtype=object)
+                          for c in columns]
+        else:
+            n, k = random.shape
+            scale = ((arb(k) / 2).lgamma() - (arb(k + 1) / 2).lgamma() - (arb(n) / 2).lgamma()
+                     + (arb(n + 1) / 2).lgamma()).exp()  # _wallis(k) / _wallis(n)
+            numerators = [scale * np.asarray(_SQRT(np.sum(c * c, axis=0)), dtype=object) for c in columns]
+        return [np.asarray(_BALL_RATIO(np.asarray(num, dtype=object), v), dtype=object).reshape(np.shape(v))
+                for num, v in zip(numerators, values)]
+
+
+def _ball_ratio(numerator, value):
+    """_ratio over balls: numerator / |value|, or Undecided where a ball cannot tell 0 or a sign. Undecided sends
+    the whole kappa to mpmath's two precisions: an output that is exactly 0 by cancellation (log(x*x) - 2 log(x))
+    is a ball around 0 at every precision, where mpmath's two runs both compute 0 and agree on kappa 0."""
+    if numerator.is_nan() or value.is_nan() or arb_eval.infinite(value):
+        return arb_eval.NAN
+    if not value.is_finite() or not numerator.is_finite():
+        raise arb_eval.Undecided("a kappa ball with an infinite radius")
+    if value.is_zero():
+        if numerator.is_zero():
+            return arb_eval.ZERO
+        if 0 in numerator:
+            raise arb_eval.Undecided("a moving zero output with a numerator around 0")
+        return arb_eval.POS_INF
+    if 0 in value:
+        raise arb_eval.Undecided("kappa of an output around 0")
+    return numerator / abs(value)
+
+
+def _settled(k) -> bool:
+    """The ball's midpoint is within AGREEMENT of every value in it (exact values and infinities: always)."""
+    if k.is_nan() or arb_eval.exact(k):
+        return True
+    return k.rad() <= k.mid().abs_lower() * float(AGREEMENT) / 2
+
+
+_MIDPOINT = np.frompyfunc(arb_eval.to_mpf, 1, 1)
+_FROM_MPF = np.frompyfunc(arb_eval.from_mpf, 1, 1)
+_IS_FINITE = np.frompyfunc(lambda x: x.is_finite(), 1, 1)
+_SQRT = np.frompyfunc(lambda x: x.sqrt(), 1, 1)
+_BALL_RATIO = np.frompyfunc(_ball_ratio, 2, 1)
+_SETTLED = np.frompyfunc(_settled, 1, 1)

@@ -739,8 +739,8 @@ class Interpreter:
         for i in range(n) if lower else reversed(range(n)):
             known = range(i) if lower else range(i + 1, n)
             acc = b[i].copy()
-            for j in known:
-                acc = acc - t[i, j] * x[j]
+            for j in known:  # x[j] first: an mpf times an array tries (and fails) to convert the array via repr()
+                acc = acc - x[j] * t[i, j]
             x[i] = acc if unit else np.asarray(_ufunc(_div, 2)(acc, t[i, i]), dtype=object)
         if all(_finite_mask(t).ravel()):  # the matrix is finite: a non-finite x comes from this solve
             self.note_domain("triangular_solve", [b], x)
