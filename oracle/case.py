@@ -146,6 +146,8 @@ class Case:
     max_elements: int = DEFAULT_MAX_ELEMENTS  # the cap on inputs, and on every tensor the case computes
     sweeps: dict[str, Sweep] = field(default_factory=dict)  # swept inputs; `inputs` holds their points
     expect: expectations.Expectations | None = None  # the verdicts the case should get
+    regions: dict | None = None  # the verdict regions a sweep should get (oracle.regions)
+    zipped: bool = False  # the sweeps' values are taken together, point by point (oracle.boundaries), not as a grid
 
     @property
     def id(self) -> str:
@@ -168,6 +170,8 @@ class Case:
     @property
     def points(self) -> int:
         """How many points the case is evaluated at (the product of the sweeps' lengths; 1 without)."""
+        if self.zipped:
+            return len(next(iter(self.sweeps.values())).values)
         return math.prod(len(s.values) for s in self.sweeps.values())
 
     @property
@@ -179,8 +183,9 @@ class Case:
         """The exact inputs; with sweeps, each gets a leading axis of the points (the grid, row-major)."""
         if not self.sweeps:
             return self.inputs
-        grid = dict(zip(self.sweeps, (g.ravel() for g in np.meshgrid(*(s.values for s in self.sweeps.values()),
-                                                                       indexing="ij"))))
+        grid = {name: s.values for name, s in self.sweeps.items()} if self.zipped else \
+            dict(zip(self.sweeps, (g.ravel() for g in np.meshgrid(*(s.values for s in self.sweeps.values()),
+                                                                   indexing="ij"))))
         return {name: grid[name] if name in grid else np.stack([value] * self.points)
                 for name, value in self.inputs.items()}
 

@@ -197,7 +197,7 @@ def test_a_sweep_point_is_classified_by_its_own_cause(tmp_path):
     # subnormal x (an underflow event of its own, broadcast against c) must not become its cause either
     points = [int(to_ordinals(np.float32(v), f)) for v in (-1000.0, -9.379170881418866e-41, 87.386474609375, 90.0)]
     verdicts = hunt.certify(case, "x", points, {}, f, ["jax"], hunt.Options())
-    assert [v for v, _ in verdicts[("jax", "formula", "float32", "value")].values()] == [
+    assert [v for v, *_ in verdicts[("jax", "formula", "float32", "value")].values()] == [
         "underflow", "ok", "overflow", "overflow"]
 
 
