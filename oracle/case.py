@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSche
 
 from oracle import expect as expectations
 from oracle import formula, native, yamlio
+from oracle import regions as region_expectations
 from oracle.floats import FORMATS
 from oracle.formula import FormulaError
 from oracle.inputs import (
@@ -97,6 +98,9 @@ class CaseSpec(BaseModel):
     expect: ExpectSpec | None = Field(None, description="expected verdicts: framework -> impl label -> output, each "
                                                         "a verdict, a mapping to the next level, or a list of "
                                                         "version-ranged entries {versions, verdict}")
+    regions: dict[str, Any] | None = Field(None, description="a sweep's verdict per region of its one swept input: "
+                                           "dtype -> framework -> impl label -> output -> list of '<verdict>[ "
+                                           "(inherent|spurious)] from <low> to <high>' (oracle.regions)")
     fixed_in: dict[Literal["tf", "torch", "jax"], str] | None = Field(
         None, description="framework -> the first release (a PEP 440 version) with the upstream fix")
     reported: str | None = Field(None, pattern=r"^https?://\S+$", description="URL of the upstream report")
@@ -301,9 +305,11 @@ def loads(text: str, file: str, max_elements: int = DEFAULT_MAX_ELEMENTS) -> Cas
     if problems:  # expect names the runs above, so it is checked once they are valid
         raise problems[0] if len(problems) == 1 else CaseErrors(problems)
     expect = None if spec.expect is None else expectations.parse(spec.expect, _runs(spec, impls, wrt), fail)
+    regions = None if spec.regions is None else \
+        region_expectations.parse(spec.regions, spec.dtypes, _runs(spec, impls, wrt), list(sweeps), fail)
     digest = hashlib.sha256(text.encode()).hexdigest()[:16]
     return Case(spec, file, trees.get("formula"), trees.get("reference", trees.get("formula")), inputs, wrt, digest,
-                dict(data.lines), impls, max_elements, sweeps, expect)
+                dict(data.lines), impls, max_elements, sweeps, expect, regions=regions)
 
 
 def _draws_overflow(spec, value: np.ndarray, dtypes: list[str]) -> tuple[str, float] | None:

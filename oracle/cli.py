@@ -274,6 +274,8 @@ def check(
                 typer.echo(report.visible(line(case.file, case.id, outcome)))
         if update:
             tally[_update_expect(case, result)] += 1
+            if case.regions is not None and (said := _update_regions(case, result)) != "unchanged":
+                tally[said] += 1
     said = ", ".join(f"{tally[k]} {k}" for k in ("held", "failed", "not checked"))
     others = "".join(f", {tally[k]} {k}" for k in ("cases without expect", "could not run", "updated",
                                                    "not updated") if tally[k])
@@ -303,6 +305,29 @@ def _update_expect(case, result: dict) -> str:
         return "unchanged"
     Path(case.file).write_bytes(new.encode())
     typer.echo(report.visible(f"updated: {case.file} ({case.id})"))
+    return "updated"
+
+
+def _update_regions(case, result: dict) -> str:
+    """Write the observed regions into the case's `regions` field (oracle.regions); "updated", "unchanged" or,
+    said why, "not updated" (never from bracketed boundaries)."""
+    from oracle import expect, regions, yamlio
+
+    want = regions.updated(case.regions, result)
+    if want is None:
+        typer.echo(report.visible(f"error: {case.file}: regions not updated: the bisection stopped short of exact "
+                                  "boundaries (raise --timeout)"), err=True)
+        return "not updated"
+    try:
+        text = yamlio.read(case.file)
+        new = expect.rewrite(text, want, field="regions")
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        typer.echo(report.visible(f"error: {case.file}: regions not updated: {e}"), err=True)
+        return "not updated"
+    if new == text:
+        return "unchanged"
+    Path(case.file).write_bytes(new.encode())
+    typer.echo(report.visible(f"updated: {case.file} ({case.id}): regions"))
     return "updated"
 
 

@@ -112,6 +112,11 @@ def run_case(case: Case, frameworks: list[str] | None = None, dtypes: list[str] 
             boundaries.refine(case, result["sweep"], swept, frameworks, max_precision)
     if case.expect is not None:  # the verdicts the case should get, at the versions installed
         result["expectations"] = case.expect.check(result, versions({row["framework"] for row in results}))
+    if case.regions is not None:  # the verdict regions a sweep should get (oracle.regions)
+        from oracle import regions
+
+        result.setdefault("expectations", []).extend(
+            regions.check(case.regions, result, versions({row["framework"] for row in results})))
     return result
 
 
