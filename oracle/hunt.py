@@ -180,7 +180,7 @@ def _summary(screen, samples: Samples, certified: dict | None) -> list[dict]:
 
 def _plot(case: Case, name: str, measured: dict, regions: list[dict], f: Format) -> dict:
     """The certified summary samples as a sweep block (`oracle.report.plot` draws it): error bits and verdict per
-    sample and key, and where each region other than ok starts as a threshold."""
+    sample and key, where each region other than ok starts as a threshold, and the regions (shaded exactly)."""
     ordinals = sorted({o for by in measured.values() for o in by})
     series = [{"framework": k[0], "impl": k[1], "dtype": k[2], "output": k[3], "vectorised": True, "note": None,
                "error_bits": [by[o][1] for o in ordinals], "verdicts": [by[o][0] for o in ordinals]}
@@ -190,7 +190,8 @@ def _plot(case: Case, name: str, measured: dict, regions: list[dict], f: Format)
                   for r in regions if r["dtype"] == f.name and r["input"] == name and r["verdict"] != "ok"]
     return {"axes": [{"input": name, "spec": "search", "scale": case.sweeps[name].scale,
                       "values": [float(v) for v in ordinals_to_values(np.array(ordinals, dtype=np.int64), f)]}],
-            "points": len(ordinals), "series": series, "thresholds": thresholds}
+            "points": len(ordinals), "series": series, "thresholds": thresholds,
+            "regions": [r for r in regions if r["dtype"] == f.name and r["input"] == name]}
 
 
 def _anchor(screen, samples: Samples, names: list[str]) -> dict[str, int]:

@@ -147,6 +147,8 @@ def test_naive_softplus_finding_passes_check(tmp_path):
         assert html.count(f"error bits of {caption} against x") == 1, caption
     assert plot["points"] == len(plot["axes"][0]["values"]) <= 32 and {s["output"] for s in plot["series"]} == {
         "value", "grad.x"}
+    for r in (r for r in block["regions"] if r["verdict"] == "overflow"):  # each region shaded between its ends
+        assert f'<g class="region exact v-overflow"><title>{escape(r["text"])}</title>' in html
     check = CliRunner().invoke(app, ["check", *files])
     assert check.exit_code == 0 and " 0 failed" in check.output and "without expect" not in check.output, check.output
 
