@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from html import escape
+from pathlib import Path
 
 import mpmath
 import numpy as np
@@ -224,3 +225,36 @@ def test_hunt_page_escapes_the_document():
                                                                       "text": evil}],
                               "findings": [{"framework": evil, "inputs": {"x": evil}, "case_file": evil}]}]})
     assert evil not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+def test_shrinking_that_changes_the_certified_verdict_keeps_the_exact_value(tmp_path):
+    """torch's exp(-103.98) underflows (the true value is below half the smallest subnormal, 2^-150, and rounds to
+    0), exp(-100) does not (a subnormal torch keeps). A screen that sees no difference anywhere lets shrinking cut
+    -103.98 to -100; the runner certifies both, and the finding keeps the exact value, the shrunk file removed."""
+    from oracle import finding
+    from oracle.floats import fmt, to_ordinals
+
+    with mpmath.workprec(100):
+        assert mpmath.exp(-103.98) < mpmath.mpf(2) ** -150 < mpmath.mpf(2) ** -149 < mpmath.exp(-100)
+    case = _case(tmp_path, "hunt-exp-shrink", "exp(x)", "-200", "100")
+    f, key = fmt("float32"), ("torch", "formula", "float32", "value")
+
+    class Blind:  # every value in one class, with the same (failing) error: nothing for shrinking to keep apart
+        keys = [key]
+
+        def __call__(self, values):
+            n = len(next(iter(values.values())))
+            return {key: (np.full(n, 32.0), np.full(n, "one class", dtype=object))}
+
+    worst = int(to_ordinals(np.float32(-103.98), f))
+    samples = hunt.Samples({"x": np.array([worst], dtype=np.int64)}, {key: np.array([32.0])},
+                           {key: np.full(1, "one class", dtype=object)})
+    options = hunt.Options(out=str(tmp_path / "found"))
+    assert finding._shrink(Blind(), (worst,), [key], ["x"], f) != (worst,)  # the screen would shrink it
+    found = finding.findings(case, Blind(), samples, ["x"], f, ["torch"], options, lambda _: None)
+    (entry,) = found["findings"]
+    assert (entry["verdict"], entry["inputs"], entry["shrunk"]) == ("underflow", {"x": "-103.98"}, False)
+    assert found["certified"] == 2 and found["false_alarms"] == 0  # the exact value and the shrunk one
+    assert sorted(p.name for p in (tmp_path / "found").iterdir()) == [Path(entry["case_file"]).name]
+    written = case_io.load(entry["case_file"]).inputs["x"][()]  # the exact value's shortest float32 text
+    assert np.float32(float(written)) == np.float32(-103.98) and not case_io.load(entry["case_file"]).sweeps
