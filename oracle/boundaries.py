@@ -23,6 +23,7 @@ import numpy as np
 from oracle import budget
 from oracle.case import Case
 from oracle.floats import Format, fmt, ordinals_to_values, to_ordinals
+from oracle.regions import KINDED, label_text
 
 SPLIT = 15  # values certified between two that disagree: 4 bits of the gap per runner call
 SWEEP_SPLIT = 3
@@ -44,7 +45,7 @@ def certify(case: Case, points: dict[str, np.ndarray], f: Format, frameworks: li
     for name, ordinals in points.items():
         inputs[name] = _exact(ordinals_to_values(np.asarray(ordinals, dtype=np.int64), f))
         sweeps[name] = dataclasses.replace(case.sweeps[name], values=inputs[name])
-    point_case = dataclasses.replace(case, inputs=inputs, expect=None, sweeps=sweeps, zipped=True)
+    point_case = dataclasses.replace(case, inputs=inputs, expect=None, regions=None, sweeps=sweeps, zipped=True)
     result = run_case(point_case, frameworks=frameworks, dtypes=[f.name], max_precision=max_precision, refine=False)
     return {(s["framework"], s["impl"], s["dtype"], s["output"]):
             list(zip(s["verdicts"], s["error_bits"], s.get("inherent") or [None] * len(s["verdicts"])))
@@ -215,14 +216,6 @@ def _regions(case: Case, lines: list[_Line], f: Format) -> list[dict]:
     return out
 
 
-def label_text(verdict: str, inherent: bool | None) -> str:
-    """A verdict as a region names it: an overflow or underflow says whether it is inherent (the true value
-    itself leaves the dtype) or spurious."""
-    if inherent is None or verdict in ("ok", "error", "domain", "uncertain"):
-        return verdict
-    return f"{verdict} ({'inherent' if inherent else 'spurious'})"
-
-
 def region_text(r: dict) -> str:
     held = "".join(f", {n} = {v}" for n, v in r["at"].items())
     exact = "exactly" if r["exact_from"] and r["exact_to"] else "bracketed by the grid"
@@ -251,7 +244,7 @@ def _where(mine: list[dict], block: dict) -> str:
     spurious, first when all its regions share it)."""
     values = block["axes"][0]["values"]
     first, last = min(values), max(values)
-    kinds = {r["inherent"] for r in mine}
+    kinds = {r["inherent"] if r["verdict"] in KINDED else None for r in mine}
     shared = "" if len(kinds) > 1 or None in kinds else " (inherent)" if kinds == {True} else " (spurious)"
     r = mine[0]
     pinned = "exactly" if r["exact_from"] and r["exact_to"] else "bracketed by the grid"
@@ -261,7 +254,8 @@ def _where(mine: list[dict], block: dict) -> str:
         return f"{shared.strip()} for {r['input']} > {_previous(r, block)} ({pinned}: from {r['from']} to {r['to']})"
     if len(mine) == 1 and float(r["from"]) <= first and r["exact_to"]:
         return f"{shared.strip()} for {r['input']} < {_next(r, block)} ({pinned}: from {r['from']} to {r['to']})"
-    parts = [("" if shared or r["inherent"] is None else "inherent " if r["inherent"] else "spurious ")
+    parts = [("" if shared or r["inherent"] is None or r["verdict"] not in KINDED else
+              "inherent " if r["inherent"] else "spurious ")
              + f"from {r['from']} to {r['to']} ({'exactly' if r['exact_from'] and r['exact_to'] else 'bracketed by the grid'})"
              for r in mine]
     return f"{shared.strip()} for {r['input']} " + ", ".join(parts)

@@ -24,6 +24,7 @@ from oracle import boundaries
 from oracle import screen as screening
 from oracle.case import Case
 from oracle.floats import Format, fmt, ordinal_range, ordinals_to_values
+from oracle.regions import label_text
 
 SAMPLES = 4096  # default candidates
 SUMMARY_POINTS = 256  # samples certified for the summary's mean and max error bits
@@ -339,7 +340,7 @@ def _regions(case: Case, screen, samples: Samples, name: str, anchor: dict, f: F
 
 
 def region_text(r: dict) -> str:
-    first = boundaries.label_text(r["verdict"], r.get("inherent"))
+    first = label_text(r["verdict"], r.get("inherent"))
     verdict = first if r["verdict"] == r["verdict_at_to"] else f"{first} (at {r['from']}) .. " \
                                                                f"{r['verdict_at_to']} (at {r['to']})"
     exact = "exactly" if r["exact_from"] and r["exact_to"] else "bracketed by samples"

@@ -29,6 +29,15 @@ ENTRY = re.compile(r"^\s*(?P<verdict>[a-z-]+)(?:\s+\((?P<kind>inherent|spurious)
                    r"to\s+(?P<high>\S+)\s*$")
 FORM = "'<verdict>[ (inherent|spurious)] from <low> to <high>', e.g. 'overflow (spurious) from 88.72284 to 1000.0'"
 Key = tuple[str, str, str, str]  # dtype, framework, impl, output
+KINDED = ("overflow", "underflow")  # verdicts whose text says inherent or spurious
+
+
+def label_text(verdict: str, inherent: bool | None) -> str:
+    """A verdict as a region names it: an overflow or underflow says whether it is inherent (the true value
+    itself leaves the dtype) or spurious."""
+    if inherent is None or verdict not in KINDED:
+        return verdict
+    return f"{verdict} ({'inherent' if inherent else 'spurious'})"
 
 
 @dataclass(frozen=True)
@@ -99,9 +108,7 @@ def _entry(text: Any, path: tuple, dtype: str, fail) -> Region:
 
 def text(observed: dict) -> str:
     """An observed region as an entry (what --update writes)."""
-    kind = "" if observed["inherent"] is None or observed["verdict"] in ("ok", "error", "domain", "uncertain") \
-        else " (inherent)" if observed["inherent"] else " (spurious)"
-    return f"{observed['verdict']}{kind} from {observed['from']} to {observed['to']}"
+    return f"{label_text(observed['verdict'], observed['inherent'])} from {observed['from']} to {observed['to']}"
 
 
 def observed(result: dict, key: Key) -> list[dict] | None:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from html import escape
 
+from oracle.regions import label_text
 from oracle.report import STYLE
 
 MARKERS = {"tf": "square", "torch": "triangle", "jax": "circle"}  # a framework's marker; others get a diamond
@@ -283,8 +284,8 @@ def _exact_regions(regions: list[dict], xs: Scale, box: tuple[float, float, floa
         if verdict == "ok" or not (math.isfinite(lo) and math.isfinite(hi)):
             continue
         x0, x1 = sorted((min(max(xs.to_px(lo), left), right), min(max(xs.to_px(hi), left), right)))
-        kind = {True: " (inherent)", False: " (spurious)"}.get(r.get("inherent"), "")
-        shaded.append((verdict, verdict + kind, x0, x1, str(r.get("text", ""))))
+        inherent = r.get("inherent") if r.get("inherent") in (True, False) else None  # the document is untrusted
+        shaded.append((verdict, label_text(verdict, inherent), x0, x1, str(r.get("text", ""))))
     widest: dict[str, int] = {}
     for k, (_, label, x0, x1, _) in enumerate(shaded):
         if label not in widest or x1 - x0 > shaded[widest[label]][3] - shaded[widest[label]][2]:
