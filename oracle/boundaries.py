@@ -124,7 +124,11 @@ def refine(case: Case, block: dict, rounded: dict[str, dict[str, np.ndarray]], f
             raise
         stopped = "the time for exact thresholds ran out"
     block["regions"] = [r for dtype, state in lines.items() for r in _regions(case, state, fmt(dtype))]
-    block["refined"] = "exact" if stopped is None else f"bracketed where the bisection stopped: {stopped}"
+    hovering = sum(len(spans) for state in lines.values() for line in state for spans in line.flicker.values())
+    why = [f"the bisection stopped ({stopped})"] * (stopped is not None) + [
+        f"{hovering} grid interval{'s' * (hovering > 1)} where the verdict flickers (an error around the "
+        "tolerance) left bracketed"] * (hovering > 0)
+    block["refined"] = "exact" if not why else "partly bracketed: " + "; ".join(why)
     _describe(case, block)
 
 

@@ -111,7 +111,7 @@ def test_bisection_out_of_time_keeps_the_grid_bracket_and_says_so(tmp_path, monk
     monkeypatch.setattr(boundaries, "REFINE_MAX_S", 0.0)
     case = _case(tmp_path, "sweep-exp-short", "exp(x)", "  x: {sweep: {linspace: [0, 100, 11]}}\n", "[jax]")
     block = run_case(case, refine=True)["sweep"]
-    assert block["refined"].startswith("bracketed where the bisection stopped")
+    assert block["refined"] == "partly bracketed: the bisection stopped (the time for exact thresholds ran out)"
     overflow = [r for r in _regions(block, "jax") if r["verdict"] == "overflow"]
     assert [(r["from"], r["exact_from"]) for r in overflow] == [("90.0", False)]  # the grid point, not exact
     text = next(t["text"] for t in block["thresholds"] if t["verdict"] == "overflow")
