@@ -258,3 +258,30 @@ def test_shrinking_that_changes_the_certified_verdict_keeps_the_exact_value(tmp_
     assert sorted(p.name for p in (tmp_path / "found").iterdir()) == [Path(entry["case_file"]).name]
     written = case_io.load(entry["case_file"]).inputs["x"][()]  # the exact value's shortest float32 text
     assert np.float32(float(written)) == np.float32(-103.98) and not case_io.load(entry["case_file"]).sweeps
+
+
+def test_screen_rechecks_where_float64_itself_cancels(tmp_path, monkeypatch):
+    """exp(x) - 1 - x in float64 at x = 1e-9 is rounding noise (~1e-16) where the truth is 5e-19: against it the
+    right answer 0.5 x^2 (float32) looks 10 to 26 bits off. The screen's mpmath recheck of such points restores the
+    truth (checked here with mpmath directly); without it the float64 screen calls every point off."""
+    from oracle import screen as screening
+    from oracle.floats import fmt
+
+    case = _case(tmp_path, "hunt-cancel", "0.5 * square(x)", "1e-12", "1e-6", "exp(x) - 1 - x")
+    f, xs = fmt("float32"), np.array([1e-9, 3e-8, 1e-6], dtype=np.float32)
+    with mpmath.workprec(200):
+        for x in xs:  # the float32 answer is within a few ulps of the truth: ok, not off
+            truth = mpmath.exp(mpmath.mpf(float(x))) - 1 - mpmath.mpf(float(x))
+            got = np.float32(0.5) * x * x
+            assert abs(mpmath.mpf(float(got)) - truth) < 4 * mpmath.mpf(float(np.spacing(got)))
+    key = ("jax", "formula", "float32", "value")
+
+    def screened():
+        screen = screening.Screen(case, f, ["jax"], ["x"], screening.fixed_inputs(case, f, ["x"]))
+        return screen({"x": xs})[key], screen.rechecked
+
+    (bits, classes), rechecked = screened()
+    assert rechecked == 3 and list(classes) == ["normal/finite/ok"] * 3 and (bits <= 2).all()
+    monkeypatch.setattr(screening, "RECHECK", 0)
+    (bits, classes), rechecked = screened()
+    assert rechecked == 0 and list(classes) == ["normal/finite/off"] * 3 and (bits > 9).all()
