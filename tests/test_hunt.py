@@ -282,6 +282,13 @@ def test_screen_rechecks_where_float64_itself_cancels(tmp_path, monkeypatch):
 
     (bits, classes), rechecked = screened()
     assert rechecked == 3 and list(classes) == ["normal/finite/ok"] * 3 and (bits <= 2).all()
+    # naive softplus at x <= -20 returns 0 (off), and float64 is right there: one recheck, then float64 is trusted
+    plain = _case(tmp_path, "hunt-plain", "log(1 + exp(x))", "-60", "-20", "softplus(x)")
+    screen = screening.Screen(plain, f, ["jax"], ["x"], screening.fixed_inputs(plain, f, ["x"]))
+    first = screen({"x": np.array([-20.0, -30.0, -40.0], dtype=np.float32)})[key][1]
+    assert list(first) == ["normal/zero/off"] * 3 and screen.rechecked == 3 and not screen.rechecking
+    screen({"x": np.array([-50.0], dtype=np.float32)})
+    assert screen.rechecked == 3
     monkeypatch.setattr(screening, "RECHECK", 0)
     (bits, classes), rechecked = screened()
     assert rechecked == 0 and list(classes) == ["normal/finite/off"] * 3 and (bits > 9).all()
