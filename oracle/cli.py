@@ -134,6 +134,9 @@ def run(
     wide: bool = typer.Option(False, "--wide", help="Show every table column, however wide (by default tables fit "
                               "the terminal, or 100 columns when output is not one, and say which columns they left out)."),
     timeout: float = TIMEOUT,
+    exact_thresholds: bool = typer.Option(True, "--exact-thresholds/--grid-thresholds",
+                                          help="Bisect each sweep threshold to adjacent values of the dtype (up to "
+                                               "half the case's time, 120 s at most), or keep the grid's brackets."),
 ) -> None:
     """Evaluate cases in each framework and compare with the certified reference.
 
@@ -162,7 +165,7 @@ def run(
             report.print_case(console, result)
 
     doc = api.run(cases, frameworks=framework, dtypes=dtype, max_precision=max_precision, invalid=errors,
-                  on_result=show, timeout=timeout)
+                  on_result=show, timeout=timeout, refine=exact_thresholds or None)
     if json_out:
         sys.stdout.write(report.dumps(doc) + "\n")
     raise typer.Exit(api.exit_status(doc, failing))

@@ -122,3 +122,18 @@ def test_without_refine_a_sweep_has_no_regions(tmp_path):
     case = _case(tmp_path, "sweep-exp-plain", "exp(x)", "  x: {sweep: {linspace: [0, 100, 3]}}\n", "[jax]")
     block = run_case(case)["sweep"]
     assert "regions" not in block and "exact" not in block["thresholds"][0]
+
+
+def test_oracle_run_refines_unless_asked_for_grid_thresholds(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from oracle.cli import app
+
+    case = _case(tmp_path, "sweep-exp-cli", "exp(x)", "  x: {sweep: {linspace: [0, 100, 3]}}\n", "[jax]")
+    exact = json.loads(CliRunner().invoke(app, ["run", case.file, "--json"]).stdout)["cases"][0]["sweep"]
+    grid = json.loads(CliRunner().invoke(app, ["run", case.file, "--json", "--grid-thresholds"]).stdout)
+    block = grid["cases"][0]["sweep"]
+    assert "regions" not in block and block["thresholds"][0]["text"] == "jax formula value: overflow at x = 100.0 (1 of 3 points)"
+    assert exact["refined"] == "exact" and "exactly: from 88.72284 to 100.0" in exact["thresholds"][0]["text"]
