@@ -123,7 +123,7 @@ def refine(case: Case, block: dict, rounded: dict[str, dict[str, np.ndarray]], f
         if e.part != REFINE_PART:
             raise
         stopped = "the time for exact thresholds ran out"
-    block["regions"] = [r for dtype, state in lines.items() for r in _regions(case, state, fmt(dtype))]
+    block["regions"] = [r for dtype, state in lines.items() for r in _regions(state, fmt(dtype))]
     hovering = sum(len(spans) for state in lines.values() for line in state for spans in line.flicker.values())
     why = [f"the bisection stopped ({stopped})"] * (stopped is not None) + [
         f"{hovering} grid interval{'s' * (hovering > 1)} where the verdict flickers (an error around the "
@@ -202,7 +202,7 @@ def _bisect_lines(case: Case, lines: list[_Line], f: Format, frameworks: list[st
         last = time.monotonic() - step
 
 
-def _regions(case: Case, lines: list[_Line], f: Format) -> list[dict]:
+def _regions(lines: list[_Line], f: Format) -> list[dict]:
     """The stretches of one certified label along each line, per key."""
     out = []
     for line in lines:
