@@ -292,3 +292,20 @@ def test_screen_rechecks_where_float64_itself_cancels(tmp_path, monkeypatch):
     monkeypatch.setattr(screening, "RECHECK", 0)
     (bits, classes), rechecked = screened()
     assert rechecked == 0 and list(classes) == ["normal/finite/off"] * 3 and (bits > 9).all()
+
+
+def test_a_finding_of_a_case_with_regions_loads(tmp_path):
+    """A finding fixes the searched input, so the hunted case's per-region expectations are not copied."""
+    from decimal import Decimal
+
+    from oracle import finding
+    from oracle.floats import fmt
+
+    path = tmp_path / "with-regions.yaml"
+    path.write_text("id: with-regions\ntitle: t\nkind: loss\ninputs:\n  x: {search: {low: 0, high: 100}}\n"
+                    "formula: exp(x)\nframeworks: [jax]\nregions:\n  float32: {jax: {formula: {value: []}}}\n")
+    case = case_io.load(path)
+    written = finding.write(case, {"x": Decimal("90")}, fmt("float32"), ["jax"], hunt.Options(out=str(tmp_path / "f")),
+                            [("jax", "formula", "float32", "value")], None)
+    found = case_io.load(written)
+    assert found.regions is None and not found.sweeps and float(found.inputs["x"][()]) == 90.0
