@@ -26,7 +26,12 @@ from oracle.floats import Format, fmt, ordinals_to_values, to_ordinals
 from oracle.regions import KINDED, label_text
 
 SPLIT = 15  # values certified between two that disagree: 4 bits of the gap per runner call
-SWEEP_SPLIT = 3
+SWEEP_SPLIT = 3  # a step costs about as much per point as the grid did: 2 bits per step, few points...
+WIDE_GAP, WIDE_SPLIT = 2**24, SPLIT  # ...but a gap of more than 12 such steps (float64, logspace decades) takes 4 bits
+
+
+def sweep_split(gap: int) -> int:
+    return SWEEP_SPLIT if gap <= WIDE_GAP else WIDE_SPLIT
 MAX_CHANGES = 3  # verdict changes bisected inside one span (more: a flickering error, left as it is)
 REFINE_PART = "exact thresholds"
 REFINE_SHARE = 0.5  # of the time the case has left after its grid ran
@@ -52,12 +57,12 @@ def certify(case: Case, points: dict[str, np.ndarray], f: Format, frameworks: li
             for s in result["sweep"]["series"]}
 
 
-def wanted(spans: dict, known: dict, label, split: int = SPLIT, max_changes: int = MAX_CHANGES,
+def wanted(spans: dict, known: dict, label, split=SPLIT, max_changes: int = MAX_CHANGES,
            flicker: dict | None = None) -> dict:
     """Per group (a key, or a key on one line of a grid): the ordinals to certify next. `spans[group]` are
     (lo, hi) ordinal intervals, `known[group]` the ordinals certified so far, `label(group, ordinal)` the certified
     verdict there; the first `max_changes` changes between neighbouring known ordinals inside each span that are
-    not yet adjacent get `split` evenly spaced ordinals in between. With `flicker` (a dict to fill), a span with
+    not yet adjacent get `split` evenly spaced ordinals in between (`split` may be a function of the gap). With `flicker` (a dict to fill), a span with
     more changes than that is not bisected further but recorded there: an error hovering around the tolerance
     changes verdict at every other value, and bisecting each change would cost without end."""
     out: dict = {}
@@ -70,9 +75,15 @@ def wanted(spans: dict, known: dict, label, split: int = SPLIT, max_changes: int
                 continue
             for a, b in changes[:max_changes]:
                 if b - a > 1:
-                    out.setdefault(group, set()).update(
-                        np.unique(np.linspace(a, b, split + 2).round().astype(np.int64))[1:-1].tolist())
+                    n = split(b - a) if callable(split) else split
+                    out.setdefault(group, set()).update(between(int(a), int(b), n))
     return out
+
+
+def between(a: int, b: int, n: int) -> set[int]:
+    """Up to `n` evenly spaced integers strictly between a and b, in exact integer arithmetic (float64 ordinals
+    are near 2^62, where a float linspace would round them back onto a and b)."""
+    return {a + (b - a) * k // (n + 1) for k in range(1, n + 1)} - {a, b}
 
 
 def stretches(ordinals: list[int], labels: list) -> list[tuple[int, int, object, bool, bool]]:
@@ -116,9 +127,9 @@ def refine(case: Case, block: dict, rounded: dict[str, dict[str, np.ndarray]], f
     started = time.monotonic()
     try:
         with budget.limit(REFINE_PART, seconds=seconds):
-            for dtype, state in lines.items():
-                stopped = _bisect_lines(case, state, fmt(dtype), frameworks, max_precision,
-                                        started + seconds) or stopped
+            for k, (dtype, state) in enumerate(lines.items()):  # each dtype an equal share of what is left
+                until = time.monotonic() + (started + seconds - time.monotonic()) / (len(lines) - k)
+                stopped = _bisect_lines(case, state, fmt(dtype), frameworks, max_precision, until) or stopped
     except budget.OutOfBudget as e:
         if e.part != REFINE_PART:
             raise
@@ -181,7 +192,7 @@ def _bisect_lines(case: Case, lines: list[_Line], f: Format, frameworks: list[st
     while True:
         flicker: dict = {}
         todo = wanted(spans, {(k, i): set(lines[i].labels[k]) for k, i in spans},
-                      lambda group, o: lines[group[1]].labels[group[0]][o], split=SWEEP_SPLIT, flicker=flicker)
+                      lambda group, o: lines[group[1]].labels[group[0]][o], split=sweep_split, flicker=flicker)
         for (key, i), flickering in flicker.items():
             lines[i].flicker.setdefault(key, set()).update(flickering)
         per_line: dict[int, set[int]] = {}

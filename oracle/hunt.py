@@ -257,7 +257,7 @@ def _bisect(screen, samples: Samples, name: str, f: Format, until: float, progre
             for i in _changes(ordinals, classes)[:MAX_CHANGES]:
                 lo, hi = int(ordinals[i]), int(ordinals[i + 1])
                 if hi - lo > 1:
-                    wanted.update(np.unique(np.linspace(lo, hi, SPLIT + 2).round().astype(np.int64))[1:-1].tolist())
+                    wanted.update(boundaries.between(lo, hi, SPLIT))
         if not wanted:
             return
         step += 1

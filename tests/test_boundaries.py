@@ -137,3 +137,20 @@ def test_oracle_run_refines_unless_asked_for_grid_thresholds(tmp_path):
     block = grid["cases"][0]["sweep"]
     assert "regions" not in block and block["thresholds"][0]["text"] == "jax formula value: overflow at x = 100.0 (1 of 3 points)"
     assert exact["refined"] == "exact" and "exactly: from 88.72284 to 100.0" in exact["thresholds"][0]["text"]
+
+
+def test_float64_threshold_is_exact_too(tmp_path):
+    """float64 ordinals are near 2^62: the bisection's values between two of them are computed in integers (a float
+    linspace rounds them back onto the ends and the bisection would never close)."""
+    case = _case(tmp_path, "sweep-exp-f64", "exp(x)", "  x: {sweep: {linspace: [0, 800, 9]}}\n", "[jax]")
+    block = run_case(case, dtypes=["float64"], refine=True)["sweep"]
+    to_inf = mpmath.mpf(2) ** 1024 - mpmath.mpf(2) ** 970  # DBL_MAX + half its ulp
+    with mpmath.workprec(300):
+        x = float(mpmath.log(to_inf))
+        while mpmath.exp(mpmath.mpf(x)) >= to_inf:
+            x = float(np.nextafter(x, 0.0))
+        while mpmath.exp(mpmath.mpf(x)) < to_inf:
+            x = float(np.nextafter(x, 1000.0))  # the first float64 whose exp rounds to inf
+    (overflow,) = [r for r in _regions(block, "jax") if r["verdict"] == "overflow"]
+    assert float(overflow["from"]) == x and overflow["exact_from"] and block["refined"] == "exact"
+    assert boundaries.between(2**62, 2**62 + 5, 15) == {2**62 + k for k in range(1, 5)}
