@@ -121,19 +121,20 @@ def run_one(case: Case, timeout: float | None = None, **options) -> dict:
 def run(cases: Source | Iterable[Source], frameworks: list[str] | None = None, dtypes: list[str] | None = None,
         max_precision: int = 4096, max_elements: int = case_io.DEFAULT_MAX_ELEMENTS,
         invalid: Iterable[CaseError] = (), on_result: Callable[[dict], None] | None = None,
-        timeout: float | None = None) -> dict:
+        timeout: float | None = None, refine: bool | None = True) -> dict:
     """Evaluate cases (a Case, a file, a folder, a mapping, or a list of them) and return the `--json` document.
 
     `frameworks` narrows each case's list, `dtypes` replaces it; `invalid` are errors found earlier (the
     command line's), listed with those found here; `on_result` sees each case's result as it is made; each case
-    has `timeout` seconds (None: no limit)."""
+    has `timeout` seconds (None: no limit); `refine`: sweeps' thresholds bisected to exact boundaries (None: only
+    for cases that state `regions`; runner.run_case)."""
     from oracle.runner import environment
 
     found, errors = collect(cases, max_elements)
     results = []
     for case in found:
         results.append(run_one(case, timeout=timeout, frameworks=frameworks, dtypes=dtypes,
-                               max_precision=max_precision))
+                               max_precision=max_precision, refine=refine))
         if on_result is not None:
             on_result(results[-1])
     used = sorted({r["framework"] for res in results for r in res["results"]})

@@ -428,7 +428,8 @@ def _attempt(run_case: Callable, case: Case, options: Options, timeout: float | 
     start = time.monotonic()
     try:
         with budget.limit(budget.CASE_PART, timeout):
-            result = run_case(case, _listed(options.frameworks), _listed(options.dtypes), options.max_precision)
+            result = run_case(case, _listed(options.frameworks), _listed(options.dtypes), options.max_precision,
+                              True)  # refine: sweeps get exact thresholds (oracle.boundaries)
     except budget.OutOfBudget:
         result = report.error_result(case, budget.timed_out(timeout))
     except Exception as e:  # a bug or an unsupported construct in one case must not lose the others

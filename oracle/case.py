@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSche
 
 from oracle import expect as expectations
 from oracle import formula, native, yamlio
+from oracle import regions as region_expectations
 from oracle.floats import FORMATS
 from oracle.formula import FormulaError
 from oracle.inputs import (
@@ -104,6 +105,9 @@ class CaseSpec(BaseModel):
     expect: ExpectSpec | None = Field(None, description="expected verdicts: framework -> impl label -> output, each "
                                                         "a verdict, a mapping to the next level, or a list of "
                                                         "version-ranged entries {versions, verdict}")
+    regions: dict[str, Any] | None = Field(None, description="a sweep's verdict per region of its one swept input: "
+                                           "dtype -> framework -> impl label -> output -> list of '<verdict>[ "
+                                           "(inherent|spurious)] from <low> to <high>' (oracle.regions)")
     fixed_in: dict[Literal["tf", "torch", "jax"], str] | None = Field(
         None, description="framework -> the first release (a PEP 440 version) with the upstream fix")
     reported: str | None = Field(None, pattern=r"^https?://\S+$", description="URL of the upstream report")
@@ -154,6 +158,8 @@ class Case:
     sweeps: dict[str, Sweep] = field(default_factory=dict)  # swept inputs; `inputs` holds their points
     expect: expectations.Expectations | None = None  # the verdicts the case should get
     integers: dict[str, str] = field(default_factory=dict)  # integer inputs: name -> int32/int64
+    regions: dict | None = None  # the verdict regions a sweep should get (oracle.regions)
+    zipped: bool = False  # the sweeps' values are taken together, point by point (oracle.boundaries), not as a grid
 
     @property
     def id(self) -> str:
@@ -176,6 +182,8 @@ class Case:
     @property
     def points(self) -> int:
         """How many points the case is evaluated at (the product of the sweeps' lengths; 1 without)."""
+        if self.zipped:
+            return len(next(iter(self.sweeps.values())).values)
         return math.prod(len(s.values) for s in self.sweeps.values())
 
     @property
@@ -192,8 +200,9 @@ class Case:
         """The exact inputs; with sweeps, each gets a leading axis of the points (the grid, row-major)."""
         if not self.sweeps:
             return self.inputs
-        grid = dict(zip(self.sweeps, (g.ravel() for g in np.meshgrid(*(s.values for s in self.sweeps.values()),
-                                                                       indexing="ij"))))
+        grid = {name: s.values for name, s in self.sweeps.items()} if self.zipped else \
+            dict(zip(self.sweeps, (g.ravel() for g in np.meshgrid(*(s.values for s in self.sweeps.values()),
+                                                                   indexing="ij"))))
         return {name: grid[name] if name in grid else np.stack([value] * self.points)
                 for name, value in self.inputs.items()}
 
@@ -314,9 +323,11 @@ def loads(text: str, file: str, max_elements: int = DEFAULT_MAX_ELEMENTS) -> Cas
     if problems:  # expect names the runs above, so it is checked once they are valid
         raise problems[0] if len(problems) == 1 else CaseErrors(problems)
     expect = None if spec.expect is None else expectations.parse(spec.expect, _runs(spec, impls, wrt), fail)
+    regions = None if spec.regions is None else \
+        region_expectations.parse(spec.regions, spec.dtypes, _runs(spec, impls, wrt), list(sweeps), fail)
     digest = hashlib.sha256(text.encode()).hexdigest()[:16]
     return Case(spec, file, trees.get("formula"), trees.get("reference", trees.get("formula")), inputs, wrt, digest,
-                dict(data.lines), impls, max_elements, sweeps, expect, integers)
+                dict(data.lines), impls, max_elements, sweeps, expect, integers, regions=regions)
 
 
 def _parse_definition(key: str, source: str, names: set[str]) -> formula.Node:

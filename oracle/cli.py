@@ -134,6 +134,9 @@ def run(
     wide: bool = typer.Option(False, "--wide", help="Show every table column, however wide (by default tables fit "
                               "the terminal, or 100 columns when output is not one, and say which columns they left out)."),
     timeout: float = TIMEOUT,
+    exact_thresholds: bool = typer.Option(True, "--exact-thresholds/--grid-thresholds",
+                                          help="Bisect each sweep threshold to adjacent values of the dtype (up to "
+                                               "half the case's time, 120 s at most), or keep the grid's brackets."),
 ) -> None:
     """Evaluate cases in each framework and compare with the certified reference.
 
@@ -162,7 +165,7 @@ def run(
             report.print_case(console, result)
 
     doc = api.run(cases, frameworks=framework, dtypes=dtype, max_precision=max_precision, invalid=errors,
-                  on_result=show, timeout=timeout)
+                  on_result=show, timeout=timeout, refine=exact_thresholds or None)
     if json_out:
         sys.stdout.write(report.dumps(doc) + "\n")
     raise typer.Exit(api.exit_status(doc, failing))
@@ -274,6 +277,8 @@ def check(
                 typer.echo(report.visible(line(case.file, case.id, outcome)))
         if update:
             tally[_update_expect(case, result)] += 1
+            if case.regions is not None and (said := _update_regions(case, result)) != "unchanged":
+                tally[said] += 1
     said = ", ".join(f"{tally[k]} {k}" for k in ("held", "failed", "not checked"))
     others = "".join(f", {tally[k]} {k}" for k in ("cases without expect", "could not run", "updated",
                                                    "not updated") if tally[k])
@@ -303,6 +308,29 @@ def _update_expect(case, result: dict) -> str:
         return "unchanged"
     Path(case.file).write_bytes(new.encode())
     typer.echo(report.visible(f"updated: {case.file} ({case.id})"))
+    return "updated"
+
+
+def _update_regions(case, result: dict) -> str:
+    """Write the observed regions into the case's `regions` field (oracle.regions); "updated", "unchanged" or,
+    said why, "not updated" (never from bracketed boundaries)."""
+    from oracle import expect, regions, yamlio
+
+    want = regions.updated(case.regions, result)
+    if want is None:
+        typer.echo(report.visible(f"error: {case.file}: regions not updated: the bisection stopped short of exact "
+                                  "boundaries (raise --timeout)"), err=True)
+        return "not updated"
+    try:
+        text = yamlio.read(case.file)
+        new = expect.rewrite(text, want, field="regions")
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        typer.echo(report.visible(f"error: {case.file}: regions not updated: {e}"), err=True)
+        return "not updated"
+    if new == text:
+        return "unchanged"
+    Path(case.file).write_bytes(new.encode())
+    typer.echo(report.visible(f"updated: {case.file} ({case.id}): regions"))
     return "updated"
 
 

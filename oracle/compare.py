@@ -108,8 +108,11 @@ def rows(evaluation: Evaluation, reference: Reference, evidence: Evidence, impl:
         bits = error_bits(int(distance[index]))
         why = classified.get(index) or Verdict(verdict, explanation=_explain(verdict, index, ref, reference, f,
                                                                              evaluation.failed))
-        if detail is not None:
-            detail[ref.name] = (verdicts, np.vectorize(error_bits, otypes=[float])(distance))
+        if detail is not None:  # per component: verdict, error bits, inherent (None where not classified)
+            inherent = np.full(verdicts.shape, None, dtype=object)
+            for i, v in classified.items():
+                inherent[i] = v.inherent
+            detail[ref.name] = (verdicts, np.vectorize(error_bits, otypes=[float])(distance), inherent)
         kappa = None if evidence.kappa is None else evidence.kappa[k][index]
         out.append({
             **base,

@@ -359,39 +359,40 @@ def _plain(node: Node) -> Any:
 # writing
 
 
-def rewrite(text: str, expect: dict | None) -> str:
-    """`text` (a case file) with its `expect` field set to `expect` (None: removed). Only the field's own lines
+def rewrite(text: str, expect: dict | None, field: str = "expect") -> str:
+    """`text` (a case file) with its `expect` field (or another top-level `field`, such as `regions`) set to
+    `expect` (None: removed). Only the field's own lines
     are parsed by ruamel.yaml's round-trip loader (safe: it builds no Python objects) and edited in place, so
     comments inside it survive; every other line is copied from `text` byte for byte. Raises ValueError when the
     file cannot be edited that way, or the result would not read back as the same case with the new field."""
     data = yamlio.load(text)
     lines = text.splitlines(keepends=True)
-    start, end = _span(data, lines)
+    start, end = _span(data, lines, field)
     if start == len(lines) and lines and not lines[-1].endswith("\n"):
         lines[-1] += "\n"
-    block = "" if expect is None else _edited("".join(lines[start:end]), expect)
+    block = "" if expect is None else _edited("".join(lines[start:end]), expect, field)
     new = "".join(lines[:start]) + block + "".join(lines[end:])
-    _same_case(text, new, expect)
+    _same_case(text, new, expect, field)
     return new
 
 
-def _span(data: dict, lines: list[str]) -> tuple[int, int]:
+def _span(data: dict, lines: list[str], field: str = "expect") -> tuple[int, int]:
     """The lines of the `expect` field (an empty span at the end when absent), without the blank and comment lines
     that follow it: those stay where they are."""
     if not all(lines[line - 1].startswith(key) for key, line in data.lines.items()):
         raise ValueError("only a case written as a block mapping, each field at the start of its line, can be updated")
-    if "expect" not in data:
+    if field not in data:
         return len(lines), len(lines)
     keys = list(data)
-    k = keys.index("expect")
-    start = data.lines["expect"] - 1
+    k = keys.index(field)
+    start = data.lines[field] - 1
     end = data.lines[keys[k + 1]] - 1 if k + 1 < len(keys) else len(lines)
     while end > start + 1 and lines[end - 1].strip()[:1] in ("", "#"):
         end -= 1
     return start, end
 
 
-def _edited(block: str, expect: dict) -> str:
+def _edited(block: str, expect: dict, field: str = "expect") -> str:
     """The `expect:` block (its text; empty when the field is new) changed to say `expect`."""
     from ruamel.yaml import YAML, YAMLError
     from ruamel.yaml.comments import CommentedMap
@@ -404,10 +405,10 @@ def _edited(block: str, expect: dict) -> str:
         doc = yaml.load(block) or CommentedMap()
     except YAMLError as e:
         raise ValueError(f"ruamel.yaml cannot read the expect field: {e}") from None
-    new = "expect" not in doc
-    doc["expect"] = _graft(doc.get("expect"), expect)
+    new = field not in doc
+    doc[field] = _graft(doc.get(field), expect)
     if new:
-        doc["expect"].fa.set_block_style()
+        doc[field].fa.set_block_style()
     stream = io.StringIO()
     yaml.dump(doc, stream)
     return stream.getvalue()
@@ -454,11 +455,11 @@ def _fresh(want: Any) -> Any:
     return node
 
 
-def _same_case(text: str, new: str, expect: dict | None) -> None:
-    """Refuse an edit that would change anything but `expect`, or not say `expect`."""
+def _same_case(text: str, new: str, expect: dict | None, field: str = "expect") -> None:
+    """Refuse an edit that would change anything but `field`, or not say `expect` there."""
     before, after = yamlio.load(text), yamlio.load(new)
-    before.pop("expect", None)
-    written = after.pop("expect", None)
+    before.pop(field, None)
+    written = after.pop(field, None)
     if after != before or written != expect:
         raise ValueError("the edited file would not read back as the same case with the new expect (left unchanged)")
 

@@ -20,10 +20,11 @@ from collections.abc import Callable
 
 import numpy as np
 
+from oracle import boundaries
 from oracle import screen as screening
 from oracle.case import Case
 from oracle.floats import Format, fmt, ordinal_range, ordinals_to_values
-from oracle.inputs import Sweep
+from oracle.regions import label_text
 
 SAMPLES = 4096  # default candidates
 SUMMARY_POINTS = 256  # samples certified for the summary's mean and max error bits
@@ -32,8 +33,7 @@ SPLIT = 31  # values evaluated between two samples whose classes differ: 5 bits 
 MAX_CHANGES = 12  # class changes bisected per output and input, the first along it
 MAX_FLICKER = 4  # within-tolerance flips inside one stretch of the same behaviour beyond which the flag is dropped
 MAX_REGIONS = 16  # screened regions reported per output and input
-MAX_VERDICT_CHANGES = 3  # certified verdict changes bisected inside one screened region (more: a flickering error)
-VERDICT_SPLIT = 15  # values certified between two that disagree: 4 bits of the gap per runner call
+MAX_VERDICT_CHANGES = boundaries.MAX_CHANGES  # certified verdict changes bisected inside one screened region
 SCREEN_SHARE, BISECT_SHARE, CERTIFY_SHARE = 0.3, 0.5, 0.7  # of the budget, by the end of each stage; then findings
 # and the certified summary, each skipped (and said) once the budget is spent
 
@@ -171,7 +171,7 @@ def _summary(screen, samples: Samples, certified: dict | None) -> list[dict]:
     out = []
     for key in screen.keys:
         fw, impl, dtype, output = key
-        points, mean, top = stats([b for _, b in certified[key].values()]) if certified else (0, None, None)
+        points, mean, top = stats([m[1] for m in certified[key].values()]) if certified else (0, None, None)
         screened = stats(samples.bits[key])
         out.append({"framework": fw, "impl": impl, "dtype": dtype, "output": output, "points": points,
                     "mean_error_bits": mean, "max_error_bits": top, "screened_points": screened[0],
@@ -181,7 +181,7 @@ def _summary(screen, samples: Samples, certified: dict | None) -> list[dict]:
 
 def _plot(case: Case, name: str, measured: dict, regions: list[dict], f: Format) -> dict:
     """The certified summary samples as a sweep block (`oracle.report.plot` draws it): error bits and verdict per
-    sample and key, and where each region other than ok starts as a threshold."""
+    sample and key, where each region other than ok starts as a threshold, and the regions (shaded exactly)."""
     ordinals = sorted({o for by in measured.values() for o in by})
     series = [{"framework": k[0], "impl": k[1], "dtype": k[2], "output": k[3], "vectorised": True, "note": None,
                "error_bits": [by[o][1] for o in ordinals], "verdicts": [by[o][0] for o in ordinals]}
@@ -191,7 +191,8 @@ def _plot(case: Case, name: str, measured: dict, regions: list[dict], f: Format)
                   for r in regions if r["dtype"] == f.name and r["input"] == name and r["verdict"] != "ok"]
     return {"axes": [{"input": name, "spec": "search", "scale": case.sweeps[name].scale,
                       "values": [float(v) for v in ordinals_to_values(np.array(ordinals, dtype=np.int64), f)]}],
-            "points": len(ordinals), "series": series, "thresholds": thresholds}
+            "points": len(ordinals), "series": series, "thresholds": thresholds,
+            "regions": [r for r in regions if r["dtype"] == f.name and r["input"] == name]}
 
 
 def _anchor(screen, samples: Samples, names: list[str]) -> dict[str, int]:
@@ -256,7 +257,7 @@ def _bisect(screen, samples: Samples, name: str, f: Format, until: float, progre
             for i in _changes(ordinals, classes)[:MAX_CHANGES]:
                 lo, hi = int(ordinals[i]), int(ordinals[i + 1])
                 if hi - lo > 1:
-                    wanted.update(np.unique(np.linspace(lo, hi, SPLIT + 2).round().astype(np.int64))[1:-1].tolist())
+                    wanted.update(boundaries.between(lo, hi, SPLIT))
         if not wanted:
             return
         step += 1
@@ -283,29 +284,22 @@ def _regions(case: Case, screen, samples: Samples, name: str, anchor: dict, f: F
         runs[key] = [(int(ordinals[a]), int(ordinals[b]), classes[a], a == 0 or ordinals[a] - ordinals[a - 1] == 1,
                       b == len(ordinals) - 1 or ordinals[b + 1] - ordinals[b] == 1)
                      for a, b in zip(starts, ends)][:MAX_REGIONS]
-    verdicts: dict[int, dict[tuple, str]] = {}  # ordinal -> key -> certified verdict
+    verdicts: dict[int, dict[tuple, tuple]] = {}  # ordinal -> key -> certified (verdict, inherent)
 
     def run_certify(points: set[int], what: str) -> None:
         todo = sorted(points - set(verdicts))
         if todo:
             progress(f"{f.name}: certifying {len(todo)} values along {name} ({what})")
             for key, by_point in certify(case, name, todo, anchor, f, frameworks, options).items():
-                for o, (v, _) in by_point.items():
-                    verdicts.setdefault(o, {})[key] = v
+                for o, (v, _, inherent) in by_point.items():
+                    verdicts.setdefault(o, {})[key] = (v, inherent)
             certified[0] += len(todo)
 
     run_certify({o for key_runs in runs.values() for run in key_runs for o in run[:2]}, "region ends")
     known = {key: {o for run in key_runs for o in run[:2]} for key, key_runs in runs.items()}
+    spans = {key: [run[:2] for run in key_runs] for key, key_runs in runs.items()}
     while time.monotonic() < until:
-        wanted = set()
-        for key, key_runs in runs.items():
-            for lo, hi, *_ in key_runs:
-                inside = sorted(o for o in known[key] if lo <= o <= hi)
-                changes = [(a, b) for a, b in zip(inside, inside[1:]) if verdicts[a][key] != verdicts[b][key]]
-                for a, b in changes[:MAX_VERDICT_CHANGES]:
-                    if b - a > 1:
-                        wanted.update(np.unique(np.linspace(a, b, VERDICT_SPLIT + 2).round().astype(np.int64))[1:-1]
-                                      .tolist())
+        wanted = set().union(*boundaries.wanted(spans, known, lambda key, o: verdicts[o][key]).values())
         if not wanted:
             break
         run_certify(wanted, "bisecting a verdict change")
@@ -324,65 +318,47 @@ def _regions(case: Case, screen, samples: Samples, name: str, anchor: dict, f: F
                     pieces.append((inside[start], inside[i - 1] if i < len(inside) else inside[-1]))
                     start = i
             for k, (a, b) in enumerate(pieces):
-                v_a, v_b = verdicts[a][key], verdicts[b][key]
+                (v_a, inherent), (v_b, _) = verdicts[a][key], verdicts[b][key]
                 exact_a = exact_lo if k == 0 else a - pieces[k - 1][1] == 1
                 exact_b = exact_hi if k == len(pieces) - 1 else pieces[k + 1][0] - b == 1
                 what = screening.returned(cls)
                 if merged and merged[-1]["verdict"] == merged[-1]["verdict_at_to"] == v_a == v_b \
+                        and verdicts[merged[-1]["_last"]][key] == verdicts[a][key] == verdicts[b][key] \
                         and merged[-1]["returns"] == what and merged[-1]["exact_to"] and exact_a:
-                    merged[-1].update({"to": _repr(b, f), "exact_to": bool(exact_b)})
+                    merged[-1].update({"to": boundaries.text_of(b, f), "exact_to": bool(exact_b), "_last": b})
                     continue
                 merged.append({"framework": fw, "impl": impl, "dtype": dtype, "output": output, "input": name,
-                               "verdict": v_a, "verdict_at_to": v_b, "returns": what, "from": _repr(a, f),
-                               "to": _repr(b, f), "exact_from": bool(exact_a), "exact_to": bool(exact_b),
-                               "at": {n: _repr(v, f) for n, v in anchor.items() if n != name}})
+                               "verdict": v_a, "verdict_at_to": v_b, "inherent": inherent, "returns": what,
+                               "from": boundaries.text_of(a, f), "to": boundaries.text_of(b, f),
+                               "exact_from": bool(exact_a), "exact_to": bool(exact_b),
+                               "at": {n: boundaries.text_of(v, f) for n, v in anchor.items() if n != name}, "_last": b})
         for region in merged:
+            del region["_last"]
             region["text"] = region_text(region)
         out += merged
     return out
 
 
 def region_text(r: dict) -> str:
-    verdict = r["verdict"] if r["verdict"] == r["verdict_at_to"] else f"{r['verdict']} (at {r['from']}) .. " \
-                                                                      f"{r['verdict_at_to']} (at {r['to']})"
+    first = label_text(r["verdict"], r.get("inherent"))
+    verdict = first if r["verdict"] == r["verdict_at_to"] else f"{first} (at {r['from']}) .. " \
+                                                               f"{r['verdict_at_to']} (at {r['to']})"
     exact = "exactly" if r["exact_from"] and r["exact_to"] else "bracketed by samples"
     return (f"{r['framework']} {r['impl']} {r['dtype']} {r['output']}: {verdict}, returns {r['returns']}, for "
             f"{r['input']} from {r['from']} to {r['to']} ({exact})")
 
 
 def certify(case: Case, name: str, ordinals: list[int], anchor: dict, f: Format, frameworks: list[str],
-            options: Options) -> dict[tuple, dict[int, tuple[str, float | None]]]:
-    """The runner's verdicts (as `oracle run` classifies, certified reference) and error bits at values of `name`
-    (ordinals of the dtype), the other searched inputs at the anchor: one sweep over the points.
-    key -> ordinal -> (verdict, error bits or None)."""
-    from oracle.runner import run_case
-
-    values = ordinals_to_values(np.array(ordinals, dtype=np.int64), f)
-    sweep = case.sweeps[name]
-    inputs = dict(case.inputs)
-    inputs[name] = _exact(values)
+            options: Options) -> dict[tuple, dict[int, tuple[str, float | None, bool | None]]]:
+    """The runner's verdicts (as `oracle run` classifies, certified reference), error bits and inherent flags at
+    values of `name` (ordinals of the dtype), the other searched inputs at the anchor (`boundaries.certify`).
+    key -> ordinal -> (verdict, error bits or None, inherent)."""
+    points = {name: np.array(ordinals, dtype=np.int64)}
     for other, o in anchor.items():
         if other != name:
-            inputs[other] = _exact(ordinals_to_values(np.array(o, dtype=np.int64), f))
-    point_case = dataclasses.replace(case, inputs=inputs, expect=None,
-                                     sweeps={name: Sweep("search", inputs[name], sweep.low, sweep.high)})
-    result = run_case(point_case, frameworks=frameworks, dtypes=[f.name], max_precision=options.max_precision)
-    return {(s["framework"], s["impl"], s["dtype"], s["output"]): dict(zip(ordinals, zip(s["verdicts"], s["error_bits"])))
-            for s in result["sweep"]["series"]}
-
-
-def _exact(values: np.ndarray) -> np.ndarray:
-    from fractions import Fraction
-
-    out = np.empty(np.shape(values), dtype=object)
-    for index, v in np.ndenumerate(np.asarray(values)):
-        out[index] = Fraction(float(v))
-    return out
-
-
-def _repr(ordinal: int, f: Format) -> str:
-    """The dtype's shortest round-trip text of the value at `ordinal`."""
-    return str(ordinals_to_values(np.array(ordinal, dtype=np.int64), f)[()])
+            points[other] = np.full(len(ordinals), o, dtype=np.int64)
+    measured = boundaries.certify(case, points, f, frameworks, options.max_precision)
+    return {key: dict(zip(ordinals, rows)) for key, rows in measured.items()}
 
 
 def lines(block: dict) -> list[str]:

@@ -28,7 +28,7 @@ LOAD_ORDER = ("torch", "jax", "tf")
 
 
 def run_case(case: Case, frameworks: list[str] | None = None, dtypes: list[str] | None = None,
-             max_precision: int = reference.MAX_PRECISION) -> dict:
+             max_precision: int = reference.MAX_PRECISION, refine: bool | None = None) -> dict:
     """Evaluate `case` in each framework and dtype, compare with the reference for that dtype, and classify.
 
     Per framework, the formula (rows labelled "formula") and each of the framework's
@@ -36,7 +36,9 @@ def run_case(case: Case, frameworks: list[str] | None = None, dtypes: list[str] 
     `frameworks` narrows the case's own list; `dtypes` replaces it (float64 on request).
 
     A sweep case runs once over all its points (a leading axis, vmapped everywhere): its
-    rows describe the worst point, and its `sweep` block every point (`oracle.sweep`)."""
+    rows describe the worst point, and its `sweep` block every point (`oracle.sweep`); with `refine` (None: when the
+    case states `regions` to check), each verdict change between neighbouring grid points is bisected to adjacent
+    values of the dtype (`oracle.boundaries`)."""
     frameworks = [fw for fw in case.spec.frameworks if frameworks is None or fw in frameworks]
     dtypes = dtypes or case.spec.dtypes
     batched = bool(case.sweeps)
@@ -104,8 +106,17 @@ def run_case(case: Case, frameworks: list[str] | None = None, dtypes: list[str] 
     result = {**report.header(case), "summed": program.summed, "reference": references, "results": results}
     if batched:
         result["sweep"] = sweep.block(case, series, swept)
+        if refine or (refine is None and case.regions is not None):
+            from oracle import boundaries
+
+            boundaries.refine(case, result["sweep"], swept, frameworks, max_precision)
     if case.expect is not None:  # the verdicts the case should get, at the versions installed
         result["expectations"] = case.expect.check(result, versions({row["framework"] for row in results}))
+    if case.regions is not None:  # the verdict regions a sweep should get (oracle.regions)
+        from oracle import regions
+
+        result.setdefault("expectations", []).extend(
+            regions.check(case.regions, result, versions({row["framework"] for row in results})))
     return result
 
 

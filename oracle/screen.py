@@ -2,7 +2,11 @@
 
 Candidates are screened, never reported: the approximation is the case's reference program run by JAX in
 float64 (a float64 shortcut that is fine for ranking candidates and bracketing where behaviour changes,
-and never a reported number). Everything the hunt reports is certified afterwards by the runner.
+and never a reported number). Where float64 itself cancels (StudentT's lgamma differences at large df), a
+framework looks wrong against it where it is right, and the screen flickers; so the points where a framework
+returns a finite value beyond tolerance of a finite truth (at most RECHECK per batch) get their truth again
+from the reference program interpreted in mpmath at RECHECK_PREC bits (not certified: screening still). Everything
+the hunt reports is certified afterwards by the runner.
 
 A screened point gets, per framework x impl x output (its worst component), error bits against the float64
 reference rounded to the dtype, and a class: what the true value does in the dtype (normal, overflow,
@@ -19,6 +23,11 @@ from oracle.floats import Format, fmt, to_ordinals
 from oracle.frameworks import evaluate
 
 BUCKET = 64  # candidate counts are padded to a multiple: JAX compiles once per shape, not once per batch
+RECHECK = 128  # suspect points per batch whose float64 truth is rechecked in mpmath (see Screen._suspects)
+RECHECK_SIZES = (8, 32, RECHECK)  # a program is traced per size; suspects are padded to the next one
+RECHECK_PREC = 128  # bits: beyond what float64 loses to lgamma differences or expm1-like cancellations
+RECHECK_PART, RECHECK_S = "screen recheck", 5.0  # per batch; past it the float64 screen stands
+TRUSTED = 0.9  # a recheck where float64 rounds to the dtype as 128 bits do at this share of the points ends them
 
 
 class Screen:
@@ -31,7 +40,9 @@ class Screen:
                      + case.impls.get(fw, [])]
         self.outputs = ["value", *(f"grad.{name}" for name in case.wrt)]
         self.keys = [(fw, label, f.name, out) for fw, label, _ in self.runs for out in self.outputs]
-        self.evaluated = 0
+        self.evaluated = self.rechecked = 0
+        self.rechecking = True  # until a recheck finds float64 right nearly everywhere (then it is trusted)
+        self._programs: dict = {}  # recheck size -> the reference program traced for that many points
 
     def __call__(self, points: dict[str, np.ndarray]) -> dict[tuple, tuple[np.ndarray, np.ndarray]]:
         """key -> (error bits per point, NaN where unmeasured; class per point)."""
@@ -48,17 +59,76 @@ class Screen:
         truth = evaluate(self.case.reference, "jax", {k: v if k in self.case.integers else v.astype(wide.numpy)
                                                       for k, v in inputs.items()},
                          self.case.wrt, wide, batched=True)
-        exact = None if truth.error else [truth.value] + [truth.grads[n_] for n_ in self.case.wrt]
-        out = {}
+        exact = None if truth.error else [np.array(truth.value)] + [np.array(truth.grads[n_]) for n_ in self.case.wrt]
+        runs = []
         for fw, label, tree in self.runs:
             run = evaluate(tree, fw, inputs, self.case.wrt, self.f, self.case.max_elements, batched=True)
-            got = None if run.error else [run.value] + [run.grads[n_] for n_ in self.case.wrt]
+            runs.append((fw, label, run, None if run.error else [run.value] + [run.grads[n_] for n_ in self.case.wrt]))
+        out = self._classify_all(runs, exact, padded, n)
+        suspect = self._suspects(out, n)
+        if exact is not None and len(suspect) and self.rechecking and self._recheck(inputs, exact, suspect):
+            out = self._classify_all(runs, exact, padded, n)
+        self.evaluated += n
+        return out
+
+    def _classify_all(self, runs: list, exact: list | None, padded: int, n: int) -> dict:
+        out = {}
+        for fw, label, run, got in runs:
             for k, name in enumerate(self.outputs):
                 bits, classes = self._classify(None if got is None else got[k], None if exact is None else exact[k],
                                                padded, run.failed)
                 out[(fw, label, self.f.name, name)] = (bits[:n], classes[:n])
-        self.evaluated += n
         return out
+
+    @staticmethod
+    def _suspects(out: dict, n: int) -> np.ndarray:
+        """Points where a framework returned a finite value beyond tolerance of a normal or subnormal float64
+        truth: either the framework erred or float64 itself cancelled (lgamma differences at large df); the
+        first RECHECK of them, by index."""
+        flagged = np.zeros(n, bool)
+        for _, classes in out.values():
+            flagged |= np.array([c.endswith("/off") and c.split("/")[0] in ("normal", "subnormal")
+                                 and c.split("/")[1] in ("finite", "zero") for c in classes], dtype=bool)
+        return np.flatnonzero(flagged)[:RECHECK]
+
+    def _recheck(self, inputs: dict, exact: list, suspect: np.ndarray) -> bool:
+        """Replace the float64 truth at `suspect` points by the reference program interpreted in mpmath at
+        RECHECK_PREC bits (uncertified: screening only); False when it cannot run or overruns RECHECK_S."""
+        from mpmath import mp
+
+        from oracle import budget
+        from oracle.reference import _arguments
+        from oracle.reference.mp_eval import Interpreter
+        from oracle.reference.program import trace
+
+        k = len(suspect)
+        size = next(b for b in RECHECK_SIZES if b >= k)
+        picked = np.concatenate([suspect, np.repeat(suspect[-1:], size - k)])
+        sub = {name: value[picked] for name, value in inputs.items()}
+        try:
+            if size not in self._programs:
+                self._programs[size] = trace(self.case.reference, {name: v.shape for name, v in sub.items()},
+                                             self.case.wrt, batched=True)
+            program = self._programs[size]
+            with budget.limit(RECHECK_PART, seconds=RECHECK_S, interruptible=True), mp.workprec(RECHECK_PREC):
+                outs = Interpreter(strong_zeros=program.strong_zeros).run(program.full,
+                                                                          _arguments(program, sub, RECHECK_PREC))
+        except budget.OutOfBudget as e:
+            if e.part != RECHECK_PART:
+                raise
+            return False
+        except Exception:  # noqa: BLE001 - a program the interpreter cannot run keeps the float64 screen
+            return False
+        agree = np.ones(k, bool)
+        for j, values in enumerate(outs):
+            wide = np.array([float(v) for v in np.asarray(values).ravel()]).reshape(np.shape(values))[:k]
+            with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+                same = wide.astype(self.f.numpy) == exact[j][suspect].astype(self.f.numpy)
+            agree &= (same | (np.isnan(wide) & np.isnan(exact[j][suspect]))).reshape(k, -1).all(axis=1)
+            exact[j][suspect] = wide
+        self.rechecked += k
+        self.rechecking = agree.mean() < TRUSTED  # float64 rounds like 128 bits: the frameworks are what is wrong
+        return True
 
     def _classify(self, got, exact, n: int, failed: dict | None) -> tuple[np.ndarray, np.ndarray]:
         f = self.f

@@ -25,24 +25,34 @@ def series(evaluation: Evaluation, impl: str, detail: dict, outputs: list[str], 
     for name in outputs:
         if name not in detail:  # the framework raised for every point, or the output is empty
             verdicts, bits = np.full(points, "error" if evaluation.error else "ok", dtype=object), np.full(points, np.nan)
+            inherent = [None] * points
         else:
-            component_verdicts, component_bits = detail[name]
+            component_verdicts, component_bits, component_inherent = detail[name]
             flat_verdicts = component_verdicts.reshape(points, -1)
             flat_bits = np.where(np.isin(flat_verdicts, UNMEASURED), np.nan, component_bits.reshape(points, -1))
             verdicts = np.array([min(row, key=RANK.__getitem__) for row in flat_verdicts], dtype=object)
             bits = np.array([np.nan if np.isnan(row).all() else np.nanmax(row) for row in flat_bits])
+            inherent = [_inherent(row[row_verdicts == v]) for row, row_verdicts, v
+                        in zip(component_inherent.reshape(points, -1), flat_verdicts, verdicts)]
         out.append({"framework": evaluation.framework, "impl": impl, "dtype": evaluation.dtype, "output": name,
                     "vectorised": evaluation.vectorised, "note": evaluation.note,
                     "error_bits": [None if np.isnan(b) else round(float(b), 4) for b in bits],
-                    "verdicts": verdicts.tolist()})
+                    "verdicts": verdicts.tolist(), "inherent": inherent})
     return out
+
+
+def _inherent(flags: np.ndarray) -> bool | None:
+    """A point's worst verdict is inherent when every component with it is (one spurious component makes the
+    point's failure spurious); None where the classifier said neither (ok, error, or not classified)."""
+    said = [bool(x) for x in flags if x is not None]
+    return None if not said else all(said)
 
 
 def block(case: Case, all_series: list[dict], rounded: dict[str, dict[str, np.ndarray]]) -> dict:
     """The result's `sweep` block; `rounded[dtype][input]` are the swept values as evaluated in that dtype."""
     axes = [{"input": name, "spec": s.kind, "scale": s.scale, "values": [float(v) for v in s.values]}
             for name, s in case.sweeps.items()]
-    thresholds = [t for s in all_series for t in _thresholds(s, case, rounded[s["dtype"]])]
+    thresholds = [] if case.zipped else [t for s in all_series for t in _thresholds(s, case, rounded[s["dtype"]])]
     return {"axes": axes, "points": case.points, "series": all_series, "thresholds": thresholds}
 
 

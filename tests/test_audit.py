@@ -185,3 +185,17 @@ def test_cli_rejects_unknown_frameworks(tmp_path):
     assert result.exit_code == 2 and "--framework mxnet unknown" in result.output
     assert not (tmp_path / "out").exists()
 
+
+
+def test_the_audit_asks_for_exact_sweep_thresholds(tmp_path):
+    """The audit's report plots a sweep's exact regions: its runner is asked to refine (oracle.boundaries)."""
+    path = tmp_path / "sweep.yaml"
+    path.write_text("id: s\ntitle: t\nkind: loss\ninputs:\n  x: {sweep: {linspace: [0, 100, 3]}}\nformula: exp(x)\n")
+    asked = []
+
+    def runner(case, *args):
+        asked.append(args)
+        return {"id": case.id, "results": []}
+
+    audit._attempt(runner, case_io.load(path), audit.Options(("jax",)))
+    assert asked == [(["jax"], None, 4096, True)]

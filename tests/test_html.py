@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import textwrap
+from html import escape
 from pathlib import Path
 
 import pytest
@@ -263,7 +264,40 @@ def test_real_run(browser, tmp_path):
     assert opened.page.locator("section.case table.rows tbody tr").count() == 2  # value and grad.z
     assert opened.page.locator("svg.plot").count() == 2
     assert opened.page.locator("svg.plot .v-overflow").count() >= 2  # z = -100 overflows
+    # oracle run refines the sweep: each plot shades the exact regions, the overflow up to z = -88.72284
+    shades = opened.page.locator("svg.plot g.region.exact.v-overflow")
+    assert shades.count() == 2 and "to -88.72284 (exactly)" in shades.first.locator("title").text_content()
+    assert shades.first.locator("rect").bounding_box()["width"] > 1
     opened.page.close()
+
+
+def test_refined_sweep_shades_each_exact_region_between_its_ends():
+    """A sweep block with exact regions (oracle.boundaries): one shade per region other than ok, from its first to
+    its last value on the plot's own scale, its text escaped in the tooltip; without regions, grid runs."""
+    from oracle.report import plot
+
+    values = [-100.0 + 10 * k for k in range(21)]
+    verdicts = ["ok"] * 19 + ["overflow"] * 2
+    series = {"framework": "jax", "impl": "formula", "dtype": "float32", "output": "value", "vectorised": True,
+              "note": None, "error_bits": [0.0] * 19 + [32.0, 32.0], "verdicts": verdicts}
+    regions = [{"framework": "jax", "impl": "formula", "dtype": "float32", "output": "value", "input": "x",
+                "verdict": v, "inherent": i, "from": a, "to": b, "exact_from": True, "exact_to": True, "at": {},
+                "text": t}
+               for v, i, a, b, t in [("ok", None, "-100.0", "-87.33654", "fine"),
+                                     ("underflow", True, "-87.33653", "-80.0", HOSTILE),
+                                     ("ok", None, "-79.99999", "88.72283", "fine"),
+                                     ("overflow", False, "88.72284", "100.0", "overflow from 88.72284")]]
+    block = {"axes": [{"input": "x", "spec": "linspace", "scale": "linear", "values": values}], "points": 21,
+             "series": [series], "thresholds": [], "regions": regions}
+    html, _ = report_html.sweep_section(block, 5.0, 0)
+    assert html.count('class="region exact') == 2 and HOSTILE not in html and escape(HOSTILE) in html
+    xs = plot.value_scale("linear", values, plot.LINE["left"] + 6, plot.LINE["width"] - plot.LINE["right"] - 6)
+    x0, x1 = xs.to_px(88.72284), xs.to_px(100.0)
+    assert (f'<g class="region exact v-overflow"><title>overflow from 88.72284</title><rect x="{x0:.1f}" '
+            f'y="{plot.LINE["top"]}" width="{x1 - x0:.1f}"') in html
+    assert "overflow (spurious)" in html and "underflow (inherent)" in html  # the widest shade of each is named
+    grid_only, _ = report_html.sweep_section({**block, "regions": []}, 5.0, 0)
+    assert 'class="region exact' not in grid_only and grid_only.count('class="region v-overflow"') == 1
 
 
 def test_script_json_cannot_end_its_script_element():

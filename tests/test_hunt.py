@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from html import escape
+from pathlib import Path
 
 import mpmath
 import numpy as np
@@ -147,6 +148,8 @@ def test_naive_softplus_finding_passes_check(tmp_path):
         assert html.count(f"error bits of {caption} against x") == 1, caption
     assert plot["points"] == len(plot["axes"][0]["values"]) <= 32 and {s["output"] for s in plot["series"]} == {
         "value", "grad.x"}
+    for r in (r for r in block["regions"] if r["verdict"] == "overflow"):  # each region shaded between its ends
+        assert f'<g class="region exact v-overflow"><title>{escape(r["text"])}</title>' in html
     check = CliRunner().invoke(app, ["check", *files])
     assert check.exit_code == 0 and " 0 failed" in check.output and "without expect" not in check.output, check.output
 
@@ -197,7 +200,7 @@ def test_a_sweep_point_is_classified_by_its_own_cause(tmp_path):
     # subnormal x (an underflow event of its own, broadcast against c) must not become its cause either
     points = [int(to_ordinals(np.float32(v), f)) for v in (-1000.0, -9.379170881418866e-41, 87.386474609375, 90.0)]
     verdicts = hunt.certify(case, "x", points, {}, f, ["jax"], hunt.Options())
-    assert [v for v, _ in verdicts[("jax", "formula", "float32", "value")].values()] == [
+    assert [v for v, *_ in verdicts[("jax", "formula", "float32", "value")].values()] == [
         "underflow", "ok", "overflow", "overflow"]
 
 
@@ -222,3 +225,87 @@ def test_hunt_page_escapes_the_document():
                                                                       "text": evil}],
                               "findings": [{"framework": evil, "inputs": {"x": evil}, "case_file": evil}]}]})
     assert evil not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+def test_shrinking_that_changes_the_certified_verdict_keeps_the_exact_value(tmp_path):
+    """torch's exp(-103.98) underflows (the true value is below half the smallest subnormal, 2^-150, and rounds to
+    0), exp(-100) does not (a subnormal torch keeps). A screen that sees no difference anywhere lets shrinking cut
+    -103.98 to -100; the runner certifies both, and the finding keeps the exact value, the shrunk file removed."""
+    from oracle import finding
+    from oracle.floats import fmt, to_ordinals
+
+    with mpmath.workprec(100):
+        assert mpmath.exp(-103.98) < mpmath.mpf(2) ** -150 < mpmath.mpf(2) ** -149 < mpmath.exp(-100)
+    case = _case(tmp_path, "hunt-exp-shrink", "exp(x)", "-200", "100")
+    f, key = fmt("float32"), ("torch", "formula", "float32", "value")
+
+    class Blind:  # every value in one class, with the same (failing) error: nothing for shrinking to keep apart
+        keys = [key]
+
+        def __call__(self, values):
+            n = len(next(iter(values.values())))
+            return {key: (np.full(n, 32.0), np.full(n, "one class", dtype=object))}
+
+    worst = int(to_ordinals(np.float32(-103.98), f))
+    samples = hunt.Samples({"x": np.array([worst], dtype=np.int64)}, {key: np.array([32.0])},
+                           {key: np.full(1, "one class", dtype=object)})
+    options = hunt.Options(out=str(tmp_path / "found"))
+    assert finding._shrink(Blind(), (worst,), [key], ["x"], f) != (worst,)  # the screen would shrink it
+    found = finding.findings(case, Blind(), samples, ["x"], f, ["torch"], options, lambda _: None)
+    (entry,) = found["findings"]
+    assert (entry["verdict"], entry["inputs"], entry["shrunk"]) == ("underflow", {"x": "-103.98"}, False)
+    assert found["certified"] == 2 and found["false_alarms"] == 0  # the exact value and the shrunk one
+    assert sorted(p.name for p in (tmp_path / "found").iterdir()) == [Path(entry["case_file"]).name]
+    written = case_io.load(entry["case_file"]).inputs["x"][()]  # the exact value's shortest float32 text
+    assert np.float32(float(written)) == np.float32(-103.98) and not case_io.load(entry["case_file"]).sweeps
+
+
+def test_screen_rechecks_where_float64_itself_cancels(tmp_path, monkeypatch):
+    """exp(x) - 1 - x in float64 at x = 1e-9 is rounding noise (~1e-16) where the truth is 5e-19: against it the
+    right answer 0.5 x^2 (float32) looks 10 to 26 bits off. The screen's mpmath recheck of such points restores the
+    truth (checked here with mpmath directly); without it the float64 screen calls every point off."""
+    from oracle import screen as screening
+    from oracle.floats import fmt
+
+    case = _case(tmp_path, "hunt-cancel", "0.5 * square(x)", "1e-12", "1e-6", "exp(x) - 1 - x")
+    f, xs = fmt("float32"), np.array([1e-9, 3e-8, 1e-6], dtype=np.float32)
+    with mpmath.workprec(200):
+        for x in xs:  # the float32 answer is within a few ulps of the truth: ok, not off
+            truth = mpmath.exp(mpmath.mpf(float(x))) - 1 - mpmath.mpf(float(x))
+            got = np.float32(0.5) * x * x
+            assert abs(mpmath.mpf(float(got)) - truth) < 4 * mpmath.mpf(float(np.spacing(got)))
+    key = ("jax", "formula", "float32", "value")
+
+    def screened():
+        screen = screening.Screen(case, f, ["jax"], ["x"], screening.fixed_inputs(case, f, ["x"]))
+        return screen({"x": xs})[key], screen.rechecked
+
+    (bits, classes), rechecked = screened()
+    assert rechecked == 3 and list(classes) == ["normal/finite/ok"] * 3 and (bits <= 2).all()
+    # naive softplus at x <= -20 returns 0 (off), and float64 is right there: one recheck, then float64 is trusted
+    plain = _case(tmp_path, "hunt-plain", "log(1 + exp(x))", "-60", "-20", "softplus(x)")
+    screen = screening.Screen(plain, f, ["jax"], ["x"], screening.fixed_inputs(plain, f, ["x"]))
+    first = screen({"x": np.array([-20.0, -30.0, -40.0], dtype=np.float32)})[key][1]
+    assert list(first) == ["normal/zero/off"] * 3 and screen.rechecked == 3 and not screen.rechecking
+    screen({"x": np.array([-50.0], dtype=np.float32)})
+    assert screen.rechecked == 3
+    monkeypatch.setattr(screening, "RECHECK", 0)
+    (bits, classes), rechecked = screened()
+    assert rechecked == 0 and list(classes) == ["normal/finite/off"] * 3 and (bits > 9).all()
+
+
+def test_a_finding_of_a_case_with_regions_loads(tmp_path):
+    """A finding fixes the searched input, so the hunted case's per-region expectations are not copied."""
+    from decimal import Decimal
+
+    from oracle import finding
+    from oracle.floats import fmt
+
+    path = tmp_path / "with-regions.yaml"
+    path.write_text("id: with-regions\ntitle: t\nkind: loss\ninputs:\n  x: {search: {low: 0, high: 100}}\n"
+                    "formula: exp(x)\nframeworks: [jax]\nregions:\n  float32: {jax: {formula: {value: []}}}\n")
+    case = case_io.load(path)
+    written = finding.write(case, {"x": Decimal("90")}, fmt("float32"), ["jax"], hunt.Options(out=str(tmp_path / "f")),
+                            [("jax", "formula", "float32", "value")], None)
+    found = case_io.load(written)
+    assert found.regions is None and not found.sweeps and float(found.inputs["x"][()]) == 90.0

@@ -120,6 +120,8 @@ def _print_sweep(console: Console, sweep: dict) -> None:
         console.print(f"  {note}", style="yellow", highlight=False, markup=False)
     for threshold in sweep["thresholds"]:
         console.print(f"  {threshold['text']}", style=STYLE.get(threshold["verdict"], ""), highlight=False, markup=False)
+    if sweep.get("refined", "exact") != "exact":  # the thresholds say "bracketed by the grid"; this says why
+        console.print(f"  exact thresholds: {sweep['refined']}", style="dim", highlight=False, markup=False)
 
 
 SCHEMA_VERSION = 1  # of the JSON document; raised when a key changes meaning (keys are only ever added)

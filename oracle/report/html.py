@@ -178,7 +178,8 @@ def _panel(case: dict, anchor: str, first_plot: int) -> tuple[str, list[dict]]:
     worst = _case_worst(case)
     counts = Counter(r["verdict"] for r in case.get("results", []))
     badges = "".join(_badge(v, f"{v} {counts[v]}") for v in ordered(set(counts), SEVERITY))
-    sweep_html, plots = _sweep(case["sweep"], case.get("tolerance_bits"), first_plot) if case.get("sweep") else ("", [])
+    sweep_html, plots = sweep_section(case["sweep"], case.get("tolerance_bits"), first_plot) if case.get("sweep") \
+        else ("", [])
     error = (f'<div class="error"><b>could not run:</b> <pre>{_e(case["error"])}</pre></div>'
              if case.get("error") else "")
     attributes = f'data-tags="{_e(script_json([str(t) for t in case.get("tags", [])]))}"' + (
@@ -305,8 +306,10 @@ def _reference(case: dict) -> str:
     return f'<div class="reference"><h3>reference</h3><ul>{"".join(lines)}</ul></div>' if lines else ""
 
 
-def _sweep(sweep: dict, tolerance: float | None, first_plot: int) -> tuple[str, list[dict]]:
-    """The sweep's plots (hover data numbered from `first_plot`), verdict legend and thresholds."""
+def sweep_section(sweep: dict, tolerance: float | None, first_plot: int) -> tuple[str, list[dict]]:
+    """The sweep's plots (hover data numbered from `first_plot`), verdict legend and thresholds: a result's
+    `sweep` block in the audit's report, a hunt's `plot` block in `oracle hunt --html` (`hunt_html`). Where the
+    block carries exact regions (a refined sweep, a hunt), each is shaded between its exact ends."""
     axes = sweep.get("axes", [])
     described = "; ".join(f"{_e(a.get('input'))}: {_e(a.get('spec'))}, {len(a.get('values', []))} values, "
                           f"{_e(a.get('scale', 'linear'))} scale" for a in axes)
@@ -317,8 +320,9 @@ def _sweep(sweep: dict, tolerance: float | None, first_plot: int) -> tuple[str, 
     verdicts = ordered({str(v) for s in sweep.get("series", []) for v in s.get("verdicts", [])}, SEVERITY)
     legend = "".join(_badge(v) for v in verdicts) + (
         f" {ramp_legend(grid_ceiling(sweep))} <span class=\"na-key\">grey: not measurable</span>" if len(axes) == 2
-        else ' <span class="na-key">shaded: where a verdict other than ok holds · × at the bottom: not measurable'
-             '</span>')
+        else ' <span class="na-key">shaded: where a verdict other than ok holds'
+             + (' (exact regions, bisected to adjacent values of the dtype)' if sweep.get("regions") else '')
+             + ' · × at the bottom: not measurable</span>')
     notes = [f"{_e(series_label(s))} · {_e(s['output'])}: {_e(s['note'])}" for s in sweep.get("series", [])
              if s.get("note")]
     return (f'<div class="sweep"><h3>sweep ({_e(sweep.get("points", "?"))} points)</h3><p class="axes">{described}</p>'

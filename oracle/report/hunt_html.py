@@ -1,16 +1,16 @@
 """`oracle hunt --html`: the hunt as one self-contained page, with the report's own sweep plots.
 
 Per hunt: what ran, the regions other than ok, the findings, and per dtype the certified summary samples'
-error bits against the searched input (one plot per output, a series per framework x impl, each region's
-start marked), drawn by `oracle.report.plot` like a sweep. Static: the report's script needs its filters and
-hover data, which this page does not have. Everything from the document is escaped.
+error bits against the searched input (one plot per output and framework x impl, each region other than
+ok shaded between its exact ends), drawn by `html.sweep_section` like a sweep. Static: the report's script
+needs its filters and hover data, which this page does not have. Everything from the document is escaped.
 """
 
 from __future__ import annotations
 
 from html import escape
 
-from oracle.report.html import _css, _sweep
+from oracle.report.html import _css, sweep_section
 
 
 def render(doc: dict) -> str:
@@ -21,7 +21,7 @@ def render(doc: dict) -> str:
                  f"points certified, {escape(str(hunt.get('wall_s')))} s (stopped by "
                  f"{escape(str(hunt.get('stopped_by')))})</p>"]
         for dtype, block in hunt.get("plot", {}).items():
-            html, data = _sweep(block, None, plots)
+            html, data = sweep_section(block, None, plots)
             parts.append(f"<h3>{escape(str(dtype))}: certified samples</h3>{html}")
             plots += len(data)
         regions = [r for r in hunt.get("regions", []) if not r.get("verdict") == r.get("verdict_at_to") == "ok"]

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from html import escape
 
+from oracle.regions import label_text
 from oracle.report import STYLE
 
 MARKERS = {"tf": "square", "torch": "triangle", "jax": "circle"}  # a framework's marker; others get a diamond
@@ -212,7 +213,9 @@ def _line_figure(sweep: dict, s: dict, tolerance: float | None, ceiling: float) 
         return bottom - bits / ceiling * (bottom - top)
 
     px = [xs.to_px(v) if math.isfinite(v) else None for v in values]
-    parts = [_regions(s, px, (left, right, top, bottom)), _frame(left, right, top, bottom),
+    exact = [r for r in sweep.get("regions", []) if all(r.get(k) == s.get(k) for k in SERIES_KEYS)]
+    shade = _exact_regions(exact, xs, (left, right, top, bottom)) if exact else _regions(s, px, (left, right, top, bottom))
+    parts = [shade, _frame(left, right, top, bottom),
              *_x_ticks(xs, top, bottom), *_y_ticks(ceiling, y, left, right)]
     parts.append(_text((left + right) / 2, box["height"] - 5, _axis_title(axis), "label"))
     parts.append(_text(11, (top + bottom) / 2, "error bits", "label", rotate=True))
@@ -259,6 +262,43 @@ def _regions(s: dict, px: list[float | None], box: tuple[float, float, float, fl
         y = top + (bottom - top) * (0.42 + 0.14 * (row % 3))  # mid-height: points sit at the top or the bottom
         out.append(f'<g class="region {verdict_class(verdict)}"><title>{escape(label)}: points {a + 1} to {b + 1}'
                    f'</title><rect x="{x0:.1f}" y="{top}" width="{max(x1 - x0, 1):.1f}" height="{bottom - top}"/>'
+                   + (_text(x, y, label, anchor=anchor) if k in widest.values() else "") + "</g>")
+    return "".join(out)
+
+
+SERIES_KEYS = ("framework", "impl", "dtype", "output")
+
+
+def _exact_regions(regions: list[dict], xs: Scale, box: tuple[float, float, float, float]) -> str:
+    """A refined sweep's or a hunt's regions (`oracle.boundaries`) other than ok, each shaded from its first to its
+    last value of the dtype (not half-way between grid points), its verdict written in the widest shade of each
+    kind and its exact text in the tooltip: one `region exact` group per region."""
+    left, right, top, bottom = box
+    shaded = []
+    for r in regions:
+        verdict = str(r.get("verdict"))
+        try:
+            lo, hi = float(r["from"]), float(r["to"])
+        except (KeyError, TypeError, ValueError):
+            continue
+        if verdict == "ok" or not (math.isfinite(lo) and math.isfinite(hi)):
+            continue
+        x0, x1 = sorted((min(max(xs.to_px(lo), left), right), min(max(xs.to_px(hi), left), right)))
+        inherent = r.get("inherent") if r.get("inherent") in (True, False) else None  # the document is untrusted
+        shaded.append((verdict, label_text(verdict, inherent), x0, x1, str(r.get("text", ""))))
+    widest: dict[str, int] = {}
+    for k, (_, label, x0, x1, _) in enumerate(shaded):
+        if label not in widest or x1 - x0 > shaded[widest[label]][3] - shaded[widest[label]][2]:
+            widest[label] = k
+    out = []
+    for k, (verdict, label, x0, x1, text) in enumerate(shaded):
+        row = list(widest.values()).index(k) if k in widest.values() else 0
+        room = 6.2 * len(label) + 6
+        x, anchor = ((x0 + 3, "start") if x1 - x0 >= room else (x1 + 3, "start") if x1 + room <= right
+                     else (x0 - 3, "end"))
+        y = top + (bottom - top) * (0.42 + 0.14 * (row % 3))
+        out.append(f'<g class="region exact {verdict_class(verdict)}"><title>{escape(text)}</title>'
+                   f'<rect x="{x0:.1f}" y="{top}" width="{max(x1 - x0, 1):.1f}" height="{bottom - top}"/>'
                    + (_text(x, y, label, anchor=anchor) if k in widest.values() else "") + "</g>")
     return "".join(out)
 
