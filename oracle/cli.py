@@ -136,7 +136,7 @@ def run(
     timeout: float = TIMEOUT,
     exact_thresholds: bool = typer.Option(True, "--exact-thresholds/--grid-thresholds",
                                           help="Bisect each sweep threshold to adjacent values of the dtype (up to "
-                                               "half the case's time, 120 s at most), or keep the grid's brackets."),
+                                               "half the case's time, 60 s at most), or keep the grid's brackets."),
 ) -> None:
     """Evaluate cases in each framework and compare with the certified reference.
 
