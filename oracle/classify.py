@@ -212,7 +212,8 @@ def _blame(k: int, index: tuple, got: float, rounded: float, ev: Evidence):
         if _close(modelled, rounded, ev):
             return None
     try:
-        return ev.shadow.root_cause(k, index) or ev.shadow.spread_cancellation(k, index, ev.tolerance_bits)
+        return ev.shadow.root_cause(k, index) or ev.shadow.spread_cancellation(k, index, ev.tolerance_bits) \
+            or ev.shadow.amplification(k, index, ev.tolerance_bits)
     except Exception:  # noqa: BLE001 - a defect in the path analysis costs this component its cause, not the case
         return None    # its rows: the other evidence still classifies it
 

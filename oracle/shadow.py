@@ -218,6 +218,44 @@ class Shadow:
                              f"{steps}; {blame.explanation}")
         return blame
 
+    def amplification(self, output: int, index: tuple[int, ...] = (), bits: float = DEFAULT_THRESHOLD_BITS
+                      ) -> Blame | None:
+        """Error that no op's event owns and no cancellation explains: every op on the path to the output element
+        rounds within the threshold, but one amplifies the error its float operands already carry. In
+        log(1 / (1 + exp(-z))) at z = 16.63553, 1 + 2^-24(1 + tiny) rounds up and the division is one ulp off 1 -
+        2^-24; log there turns that ulp into a 100% error, while on its exact operand rounded it is right (no
+        local error). Blamed on the elementwise op whose result's error exceeds its operands' by the most, when
+        that gain is over `bits`; an op with an event or local error of its own there (torch's sigmoid returning 0
+        for a subnormal) errs by itself and is not an amplifier. Asked only when no op on the path is blamed."""
+        found = []
+        for i, mask in sorted(self._ancestry(output, index).items()):
+            op = self.ops[i]
+            floats = [(x, e) for x, e in zip(op.float_operands, op.exact_operands) if x.dtype.kind == "f"]
+            if op.primitive not in _ELEMENTWISE or op.float_value.dtype.kind != "f" or not floats:
+                continue
+            result = _error_bits(op.float_value, op.exact_value)
+            for element in np.argwhere(mask):
+                element = tuple(int(k) for k in element)
+                carried = max(float(np.max(_error_bits(_at(x, element, op), _at(e, element, op)))) for x, e in floats)
+                if op.events[element] or op.local_bits[element] > bits:  # its own error, not what it was given
+                    continue
+                gain = result[element] - carried
+                if math.isfinite(gain) and np.isfinite(op.float_value[element]) and mpmath.isfinite(op.exact_value[element]):
+                    found.append((gain, carried, float(result[element]), op, element))
+        if not found:
+            return None
+        gain, carried, result, op, element = max(found, key=lambda t: t[0])
+        if gain <= bits:
+            return None
+        blame = _blame(op, element, "sensitivity", self.format)
+        floats, exacts = (", ".join(v[k] for v in blame.operands) for k in (0, 1))
+        value = _show(np.asarray(op.exact_value[element], dtype=object), self.format)
+        got = _show(np.asarray(op.float_value[element]), self.format)
+        blame.explanation = (f"{op.where} amplifies the error its operands carry from the ops before it (each within "
+                             f"an ulp or a few): {op.short}({exacts}) = {value}, but on its float operands "
+                             f"{op.short}({floats}) gives {got}: {carried:.1f} bits of error in, {result:.1f} out.")
+        return blame
+
     def departure(self, output: int, index: tuple[int, ...] = ()) -> Blame | None:
         """Where the computation, evaluated exactly, stops computing the function, on the path to the output element:
         first a backward op that multiplies a zero cotangent by a non-finite derivative (the where gradient trap);
@@ -635,6 +673,12 @@ def _classify(op: Op, local: np.ndarray, at_float: np.ndarray, f: Format, thresh
                 # a non-elementwise op (a solve, a dot) errs at exact operands by its own conditioning
                 kind = "sensitivity" if inexact_in[e] or op.primitive not in _ELEMENTWISE else "inaccurate"
         op.events[e], op.inherent[e] = kind, inherent
+
+
+def _error_bits(floats: np.ndarray, exact: np.ndarray) -> np.ndarray:
+    """log2(1 + ulps) between float values and their exact counterparts rounded, in the floats' own format."""
+    g = FORMATS[floats.dtype.name]
+    return np.vectorize(error_bits, otypes=[float])(ulps(floats, round_array(exact, g), g)).reshape(np.shape(floats))
 
 
 def _finite(x: np.ndarray) -> np.ndarray:

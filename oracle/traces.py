@@ -119,6 +119,10 @@ class Points:
         s = self._shadow(index[0])
         return None if s is None else s.spread_cancellation(k, index[1:], bits)
 
+    def amplification(self, k: int, index: tuple = (), bits: float = shadow.DEFAULT_THRESHOLD_BITS):
+        s = self._shadow(index[0])
+        return None if s is None else s.amplification(k, index[1:], bits)
+
     def departure(self, k: int, index: tuple = ()):
         s = self._shadow(index[0])
         return None if s is None else s.departure(k, index[1:])

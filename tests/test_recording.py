@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from functools import cache
 
+import mpmath
 import numpy as np
 import pytest
 
@@ -183,6 +184,24 @@ def test_cancellation_spread_over_two_subtractions_is_cancellation_everywhere(tm
     for row in rows:
         assert row["got"] == "1.0999756" and row["reference"] == "1.1" and row["verdict"] == "cancellation", row
         assert row["cause"]["traced"] is True and "spread over 2 additions" in row["explanation"]
+
+
+def test_an_op_amplifying_the_error_its_operands_carry_is_blamed_everywhere(tmp_path):
+    # z = 16.63553: exp(-z) = 2^-24 (1 + 2.5e-6), so 1 + exp(-z) rounds up to 1 + 2^-23 and 1/(...) is 1 - 2^-23, one
+    # ulp from the exactly rounded 1 - 2^-24. No op errs by more than an ulp on its exactly rounded operands, but
+    # log there turns that ulp into a 100% error: -log(1 - 2^-23) = 1.1920929e-7 where the value is 5.960475e-8.
+    z = np.float32(16.63553)
+    truth = -mpmath.log(1 / (1 + mpmath.exp(-mpmath.mpf(float(z)))))
+    result = _run(tmp_path, f"id: amp\ntitle: t\nkind: loss\ninputs: {{z: {float(z)!r}}}\n"
+                            "formula: -log(1 / (1 + exp(-z)))\n")
+    rows = [r for r in result["results"] if r["output"] == "value"]
+    assert {r["framework"] for r in rows} == {"tf", "torch", "jax"}
+    for row in rows:
+        assert np.float32(row["reference"]) == np.float32(float(truth)), row
+        assert ulps(np.float32(row["got"]), np.float32(2.0**-23), fmt("float32")) <= 1, row  # torch's log: 1 ulp
+        assert row["verdict"] == "cancellation", row
+        assert row["cause"]["traced"] is True and "amplifies the error its operands carry" in row["explanation"]
+        assert "1.0 bits of error in, 23.0 out" in row["explanation"]
 
 
 def test_backward_nan_from_a_forward_overflow_is_blamed_on_the_forward_op(tmp_path):
