@@ -621,20 +621,15 @@ class BallInterpreter(mp_eval.Interpreter):
             t[np.diag_indices(n)] = ONE
         return _solve(t, b)
 
-    def _cholesky(self, a):
-        """Lower Cholesky factor: NaNs when the matrix is certainly not positive definite (as LAPACK via JAX)."""
-        n = a.shape[0]
-        lower = np.full((n, n), ZERO, dtype=object)
-        for j in range(n):
-            d = a[j, j] - sum((lower[j, k] ** 2 for k in range(j)), ZERO)
-            if not d > 0:
-                if d <= 0 or d.is_nan():
-                    return np.full((n, n), NAN, dtype=object)
-                raise Undecided("cholesky pivot around 0")
-            lower[j, j] = d.sqrt()
-            for i in range(j + 1, n):
-                lower[i, j] = (a[i, j] - sum((lower[i, k] * lower[j, k] for k in range(j)), ZERO)) / lower[j, j]
-        return lower
+    zero, nan = ZERO, NAN
+
+    def _pivot_root(self, d, j: int):
+        """A pivot's root where the ball is certainly positive; None (NaNs, as LAPACK) where it is certainly not."""
+        if d > 0:
+            return d.sqrt()
+        if d <= 0 or d.is_nan():
+            return None
+        raise Undecided("cholesky pivot around 0")
 
     def p_oracle_logabsdet(self, a):
         out = np.empty(a.shape[:-2], dtype=object)

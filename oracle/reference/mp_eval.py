@@ -752,20 +752,28 @@ class Interpreter:
             out[index] = self._cholesky(x[index])
         return out
 
+    zero, nan = ZERO, NAN  # this interpreter's numbers (the ball interpreter's are Arb's)
+
     def _cholesky(self, a):
         """Lower Cholesky factor; a matrix that is not positive definite gives NaNs (as LAPACK via JAX)."""
         n = a.shape[0]
-        lower = np.full((n, n), ZERO, dtype=object)
+        lower = np.full((n, n), self.zero, dtype=object)
         for j in range(n):
-            d = a[j, j] - sum((lower[j, k] ** 2 for k in range(j)), ZERO)
-            if not d > 0:
-                self.trace.domain.append(f"cholesky: matrix is not positive definite (pivot {j} is {nstr(d, 8)})")
-                return np.full((n, n), NAN, dtype=object)
-            lower[j, j] = mp.sqrt(d)
+            root = self._pivot_root(a[j, j] - sum((lower[j, k] ** 2 for k in range(j)), self.zero), j)
+            if root is None:
+                return np.full((n, n), self.nan, dtype=object)
+            lower[j, j] = root
             # the column at once: numpy's object matmul adds the same products in the same order, in a C loop
             below = a[j + 1:, j] - lower[j + 1:, :j] @ lower[j, :j] if j else a[j + 1:, j]
             lower[j + 1:, j] = below / lower[j, j]
         return lower
+
+    def _pivot_root(self, d, j: int):
+        """The square root of Cholesky's pivot `d` (column j); None where the matrix is not positive definite."""
+        if not d > 0:
+            self.trace.domain.append(f"cholesky: matrix is not positive definite (pivot {j} is {nstr(d, 8)})")
+            return None
+        return mp.sqrt(d)
 
     def p_oracle_logabsdet(self, a):
         out = np.empty(a.shape[:-2], dtype=object)
