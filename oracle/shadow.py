@@ -233,15 +233,15 @@ class Shadow:
             floats = [(x, e) for x, e in zip(op.float_operands, op.exact_operands) if x.dtype.kind == "f"]
             if op.primitive not in _ELEMENTWISE or op.float_value.dtype.kind != "f" or not floats:
                 continue
-            result = _error_bits(op.float_value, op.exact_value)
             for element in np.argwhere(mask):
                 element = tuple(int(k) for k in element)
-                carried = max(float(np.max(_error_bits(_at(x, element, op), _at(e, element, op)))) for x, e in floats)
-                if op.events[element] or op.local_bits[element] > bits:  # its own error, not what it was given
+                fl, x = op.float_value[element], op.exact_value[element]
+                if op.events[element] or op.local_bits[element] > bits or not (
+                        np.isfinite(fl) and mpmath.isfinite(x)):  # its own error, not what it was given; or no number
                     continue
-                gain = result[element] - carried
-                if math.isfinite(gain) and np.isfinite(op.float_value[element]) and mpmath.isfinite(op.exact_value[element]):
-                    found.append((gain, carried, float(result[element]), op, element))
+                result = float(_error_bits(np.asarray(fl), np.asarray(x, dtype=object)))
+                carried = max(float(np.max(_error_bits(_at(a, element, op), _at(b, element, op)))) for a, b in floats)
+                found.append((result - carried, carried, result, op, element))
         if not found:
             return None
         gain, carried, result, op, element = max(found, key=lambda t: t[0])
